@@ -1,0 +1,97 @@
+"""Ablation claims: a component is necessary, or a circuit is sufficient (CLAIMS.md T8).
+
+necessity:   estimate = drop of the metric when ``components`` are ablated
+             (absolute, or relative to the clean value); "worse" follows the
+             metric's direction, so a rise in loss counts as a drop.
+sufficiency: ablate everything except ``components``; estimate =
+             (M_circuit - M_empty) / (M_full - M_empty), where "empty" ablates all.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from circuitcheck.claims.ablation_common import AblationMethod, ablation_edits, mean_of
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_mean
+from circuitcheck.plan.components import complement, model_components, resolve_components
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, Variant
+from circuitcheck.plan.positions import ALL
+
+
+@claim_kind
+class AblationClaim(ClaimSpec):
+    kind: Literal["ablation"] = "ablation"
+    mode: Literal["necessity", "sufficiency"]
+    components: list[str] = Field(description="embed, pos_embed, L.H, attnL, mlpL, or hook names")
+    method: AblationMethod
+    resample_seed: int | None = None
+    ablate_at: str = Field(default=ALL, description="Positions where the ablation applies")
+    positions: str = Field(description="Positions where the metric is measured")
+    metric: str
+    effect: Literal["absolute_drop", "relative_drop"] | None = Field(
+        default=None, description="necessity only: how the drop is expressed"
+    )
+
+    @model_validator(mode="after")
+    def _effect_matches_mode(self) -> AblationClaim:
+        if self.mode == "necessity" and self.effect is None:
+            raise ValueError("a necessity claim needs 'effect: absolute_drop' or 'effect: relative_drop'")
+        if self.mode == "sufficiency" and self.effect is not None:
+            raise ValueError("'effect' applies to necessity claims only; sufficiency reports the retained fraction")
+        if self.mode == "necessity" and not self.components:
+            raise ValueError("a necessity claim needs at least one component")
+        return self
+
+    def compile(self, ctx: CompileContext) -> ClaimPlan:
+        metric = ctx.metric(self.metric)
+        mask = ctx.scored(self.positions)
+        at = ctx.selection(self.ablate_at, "ablate_at")
+        sites = resolve_components(ctx.model, self.components, ctx.path + ("components",))
+
+        def edits(targets: list) -> tuple:
+            return ablation_edits(ctx, targets, self.method, at, self.resample_seed)
+
+        sign = 1.0 if metric.higher_is_better else -1.0
+        if self.mode == "necessity":
+            variants = {"ablated": Variant(edits=edits(sites))}
+        else:
+            everything = resolve_components(ctx.model, model_components(ctx.model), ())
+            variants = {
+                "circuit": Variant(edits=edits(complement(ctx.model, sites))),
+                "empty": Variant(edits=edits(everything)),
+            }
+
+        def score(out: ClaimOutputs) -> Measurement:
+            def m(logits: object) -> float:
+                return mean_of(masked_mean(metric, logits, out.batch, mask, out.clean_logits))  # type: ignore[arg-type]
+
+            full = m(out.clean_logits)
+            details: dict = {"metric_full": full, "n_examples": int(mask.sum()), "method": self.method}
+            if self.mode == "necessity":
+                ablated = m(out.logits("ablated"))
+                drop = sign * (full - ablated)
+                estimate = drop if self.effect == "absolute_drop" else drop / abs(full) if full else float("nan")
+                details |= {"metric_ablated": ablated, "drop": drop}
+                found = (
+                    f"{self.method}-ablating {', '.join(self.components)} moved {self.metric} "
+                    f"from {full:.4f} to {ablated:.4f} ({self.effect.replace('_', ' ') if self.effect else ''} {estimate:.4f})"
+                )
+                return Measurement(estimate, found, details)
+            circuit, empty = m(out.logits("circuit")), m(out.logits("empty"))
+            denom = full - empty
+            estimate = (circuit - empty) / denom if abs(denom) > 1e-12 else float("nan")
+            details |= {"metric_circuit": circuit, "metric_empty": empty}
+            found = (
+                f"keeping only {', '.join(self.components) or 'nothing'} gave {self.metric} {circuit:.4f} "
+                f"(full {full:.4f}, all ablated {empty:.4f}): retains {estimate:.3f} of the effect"
+            )
+            if estimate != estimate:
+                found += "; undefined because ablating everything does not change the metric"
+            return Measurement(estimate, found, details)
+
+        lines = tuple(f"{role}: {v.describe()}" for role, v in variants.items()) + (
+            f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions)",
+        )
+        return ClaimPlan(self.id, self.kind, variants, frozenset(), lines, score)

@@ -1,0 +1,80 @@
+"""Claim kinds: one file each, a spec class registered with :func:`claim_kind`.
+
+A claim spec knows how to compile itself into a :class:`ClaimPlan` against a
+concrete model and dataset. The engine runs plans; it knows no claim kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+
+from circuitcheck.data.batch import TokenBatch
+from circuitcheck.errors import PlanError
+from circuitcheck.metrics import Metric, metrics
+from circuitcheck.plan.interventions import ClaimPlan
+from circuitcheck.plan.positions import scored_mask
+from circuitcheck.registry import Registry
+from circuitcheck.spec.base import ClaimId, Strict, Threshold
+
+MetricName = str
+
+
+@dataclass
+class CompileContext:
+    """What a claim compiles against. ``path`` is the claim's place in the file."""
+
+    model: Any
+    batch: TokenBatch
+    masks: dict[str, torch.Tensor]
+    inputs: dict[str, torch.Tensor]
+    path: tuple[str | int, ...]
+
+    def scored(self, selection: str, field: str = "positions") -> torch.Tensor:
+        return scored_mask(self.masks, selection, self.batch, self.path + (field,))
+
+    def selection(self, name: str, field: str) -> str:
+        if name not in self.masks:
+            known = ", ".join(sorted(self.masks))
+            raise PlanError(self.path + (field,), f"unknown position selection {name!r}", f"define it under 'positions:' (known: {known})")
+        return name
+
+    def metric(self, name: str, field: str = "metric") -> Metric:
+        if name not in metrics:
+            raise PlanError(self.path + (field,), f"unknown metric {name!r}", f"use one of: {', '.join(metrics.names())}")
+        return metrics.get(name)
+
+
+class ClaimSpec(Strict):
+    id: str = ClaimId
+    statement: str = Field(min_length=1, description="The claim in plain English")
+    kind: str
+    threshold: Threshold
+    seed_figure: str | None = Field(default=None, description="What the reference material measured")
+
+    kind_name: ClassVar[str] = ""
+
+    def compile(self, ctx: CompileContext) -> ClaimPlan:
+        raise NotImplementedError
+
+    @property
+    def metric_name(self) -> str:
+        return str(getattr(self, "metric", ""))
+
+
+claim_kinds: Registry[type[ClaimSpec]] = Registry("claim kind")
+
+
+def claim_kind(cls: type[ClaimSpec]) -> type[ClaimSpec]:
+    """Register a claim spec class under the default of its ``kind`` field."""
+    name = cls.model_fields["kind"].default
+    cls.kind_name = name
+    return claim_kinds.register(name)(cls)
+
+
+def masked_mean(metric: Metric, logits: torch.Tensor, batch: TokenBatch, mask: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Per-example scores of ``metric`` at ``mask``'s positions (flattened)."""
+    return metric(logits[mask], batch.next_token[mask], clean[mask])

@@ -1,0 +1,1 @@
+"""Datasets: token batches with per-position annotations; kinds registered in ``registry.py``."""

@@ -1,0 +1,57 @@
+"""The token batch every dataset produces: tokens plus per-position annotations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+ROLE_NAMES: tuple[str, ...] = ("none", "X", "Y", "Z")
+"""Role codes stored in :attr:`TokenBatch.roles`; index = code."""
+
+NO_TARGET = -1
+"""Marks positions with no next token (the last position of a sequence)."""
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """Tokens ``[batch, seq]`` with aligned per-position annotations.
+
+    ``next_token[b, p]`` is the correct prediction at position ``p`` (the token at
+    ``p + 1``), or :data:`NO_TARGET` where there is none. ``roles[b, p]`` indexes
+    :data:`ROLE_NAMES`; datasets without roles leave it all zeros.
+    """
+
+    tokens: torch.Tensor
+    next_token: torch.Tensor
+    roles: torch.Tensor
+    params: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        shape = self.tokens.shape
+        if self.tokens.dim() != 2:
+            raise ValueError(f"tokens must be [batch, seq], got shape {tuple(shape)}")
+        for name in ("next_token", "roles"):
+            other = getattr(self, name)
+            if other.shape != shape:
+                raise ValueError(
+                    f"{name} has shape {tuple(other.shape)} but tokens have {tuple(shape)}"
+                )
+
+    @property
+    def n_seqs(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.tokens.shape[1])
+
+    def role_mask(self, role: str) -> torch.Tensor:
+        return self.roles == ROLE_NAMES.index(role)
+
+
+def next_tokens_of(tokens: torch.Tensor) -> torch.Tensor:
+    """The shifted-by-one targets for a token tensor, with NO_TARGET at the end."""
+    nxt = torch.full_like(tokens, NO_TARGET)
+    nxt[:, :-1] = tokens[:, 1:]
+    return nxt

@@ -1,0 +1,40 @@
+"""Metrics: pure functions from logits at selected positions to per-example scores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from circuitcheck.registry import Registry
+
+MetricFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(logits [N, V], targets [N], clean_logits [N, V]) -> scores [N]``."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    fn: MetricFn
+    higher_is_better: bool
+    description: str
+
+    def __call__(
+        self, logits: torch.Tensor, targets: torch.Tensor, clean_logits: torch.Tensor
+    ) -> torch.Tensor:
+        return self.fn(logits.float(), targets, clean_logits.float())
+
+
+metrics: Registry[Metric] = Registry("metric")
+
+
+def metric(name: str, *, higher_is_better: bool) -> Callable[[MetricFn], MetricFn]:
+    """Register ``fn`` as metric ``name``; its docstring is the description."""
+
+    def decorator(fn: MetricFn) -> MetricFn:
+        doc = (fn.__doc__ or name).strip().splitlines()[0]
+        metrics.register(name)(Metric(name, fn, higher_is_better, doc))
+        return fn
+
+    return decorator

@@ -1,0 +1,72 @@
+"""Spec -> Plan: load the model and data, resolve every name, build frozen claim plans.
+
+Nothing here runs a forward pass; every error is pinned to the file position
+of the spec value that caused it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from circuitcheck.claims.base import CompileContext
+from circuitcheck.data.batch import TokenBatch
+from circuitcheck.data.registry import DataContext
+from circuitcheck.errors import PlanError, SpecError, SpecErrors
+from circuitcheck.plan.interventions import CLEAN, ClaimPlan
+from circuitcheck.plan.positions import resolve_selections
+from circuitcheck.spec.hypothesis import load_hypothesis
+from circuitcheck.spec.yaml_source import SourceMap
+from circuitcheck.zoo.load import LoadedModel, load
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    path: Path
+    spec: Any
+    source_map: SourceMap
+    loaded: LoadedModel
+    batch: TokenBatch
+    masks: dict[str, torch.Tensor]
+    inputs: dict[str, torch.Tensor]
+    claims: tuple[ClaimPlan, ...]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or self.path.stem
+
+
+def _pinned(err: PlanError, smap: SourceMap) -> SpecError:
+    return SpecError(smap.locate(err.path), ".".join(map(str, err.path)), err.message, err.fix)
+
+
+def compile_file(path: Path, model_override: str | None = None) -> FilePlan:
+    spec, smap = load_hypothesis(path)
+    base = path.resolve().parent
+    model_ref = model_override or spec.model
+    try:
+        loaded = load(model_ref, base)
+    except Exception as err:
+        if model_override is None:
+            raise SpecError(smap.locate(("model",)), "model", str(err)) from None
+        raise
+    cfg = loaded.model.cfg
+    try:
+        batch = spec.dataset.build(DataContext(loaded.card, base, int(cfg.d_vocab), int(cfg.n_ctx)))
+        masks = resolve_selections(spec.positions, batch)
+    except PlanError as err:
+        raise _pinned(err, smap) from None
+    inputs = {CLEAN: batch.tokens}
+    plans, errors = [], []
+    for i, claim in enumerate(spec.claims):
+        ctx = CompileContext(loaded.model, batch, masks, inputs, ("claims", i))
+        try:
+            plans.append(claim.compile(ctx))
+        except PlanError as err:
+            errors.append(_pinned(err, smap))
+    if errors:
+        raise SpecErrors(errors)
+    return FilePlan(path, spec, smap, loaded, batch, masks, inputs, tuple(plans))

@@ -1,0 +1,77 @@
+"""The frozen plan: what each claim runs, as data, before any forward pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from circuitcheck.data.batch import TokenBatch
+from circuitcheck.plan.components import HookSite
+
+Source = Literal["zero", "mean", "resample", "clean"]
+"""What an edited activation is replaced with: zeros; its per-position mean over the
+dataset's clean run; the clean activation of another sequence (a seeded
+derangement); or the clean activation of the same sequence (patching)."""
+
+CLEAN = "clean"
+
+
+@dataclass(frozen=True)
+class HookEdit:
+    site: HookSite
+    positions: str
+    source: Source
+    seed: int | None = None
+
+    def __str__(self) -> str:
+        seed = f" (seed {self.seed})" if self.seed is not None else ""
+        return f"{self.source}{seed} -> {self.site} at positions '{self.positions}'"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One forward pass over the whole dataset: an input and the edits applied to it."""
+
+    input: str = CLEAN
+    edits: tuple[HookEdit, ...] = ()
+
+    def describe(self) -> str:
+        edits = "; ".join(map(str, self.edits)) or "no edits"
+        return f"input '{self.input}': {edits}"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What a claim found: the headline estimate plus the numbers behind it."""
+
+    estimate: float
+    found: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClaimOutputs:
+    """Read access to the runs a claim asked for."""
+
+    batch: TokenBatch
+    masks: dict[str, torch.Tensor]
+    inputs: dict[str, torch.Tensor]
+    clean_logits: torch.Tensor
+    captured: dict[str, torch.Tensor]
+    variant_logits: dict[str, torch.Tensor]
+
+    def logits(self, variant: str) -> torch.Tensor:
+        return self.variant_logits[variant]
+
+
+@dataclass(frozen=True)
+class ClaimPlan:
+    claim_id: str
+    kind: str
+    variants: dict[str, Variant]
+    captures: frozenset[str]
+    describe: tuple[str, ...]
+    score: Callable[[ClaimOutputs], Measurement]

@@ -1,0 +1,58 @@
+"""Named position selections resolved to boolean masks over ``[batch, seq]``."""
+
+from __future__ import annotations
+
+import torch
+
+from circuitcheck.data.batch import NO_TARGET, TokenBatch
+from circuitcheck.errors import PlanError
+from circuitcheck.spec.base import PositionSelection
+
+ALL = "all"
+"""The built-in selection every file has: every position."""
+
+
+def selection_mask(sel: PositionSelection, batch: TokenBatch, path: tuple[str | int, ...]) -> torch.Tensor:
+    n, seq = batch.tokens.shape
+    mask = torch.ones(n, seq, dtype=torch.bool)
+    if sel.role is not None:
+        mask &= batch.role_mask(sel.role)
+    if sel.range is not None:
+        start, stop = sel.range
+        lo, hi = (start + seq if start < 0 else start), (stop + seq if stop < 0 else stop)
+        if not (0 <= lo < hi <= seq):
+            raise PlanError(path + ("range",), f"range {list(sel.range)} is empty or outside 0..{seq}", f"use [start, stop) within [0, {seq}]")
+        in_range = torch.zeros(seq, dtype=torch.bool)
+        in_range[lo:hi] = True
+        mask &= in_range
+    if sel.indices is not None:
+        bad = [i for i in sel.indices if not -seq <= i < seq]
+        if bad:
+            raise PlanError(path + ("indices",), f"positions {bad} are outside a sequence of length {seq}")
+        listed = torch.zeros(seq, dtype=torch.bool)
+        listed[[i % seq for i in sel.indices]] = True
+        mask &= listed
+    return mask
+
+
+def resolve_selections(selections: dict[str, PositionSelection], batch: TokenBatch) -> dict[str, torch.Tensor]:
+    masks = {ALL: torch.ones(batch.tokens.shape, dtype=torch.bool)}
+    for name, sel in selections.items():
+        if name == ALL:
+            raise PlanError(("positions", name), "'all' is built in", "rename this selection")
+        mask = selection_mask(sel, batch, ("positions", name))
+        if not mask.any():
+            raise PlanError(("positions", name), f"selection {name!r} matches no position in the dataset", "check the role/range, or use more sequences")
+        masks[name] = mask
+    return masks
+
+
+def scored_mask(masks: dict[str, torch.Tensor], name: str, batch: TokenBatch, path: tuple[str | int, ...]) -> torch.Tensor:
+    """A selection restricted to positions that have a next token to score."""
+    if name not in masks:
+        known = ", ".join(sorted(masks))
+        raise PlanError(path, f"unknown position selection {name!r}", f"define it under 'positions:' (known: {known})")
+    mask = masks[name] & (batch.next_token != NO_TARGET)
+    if not mask.any():
+        raise PlanError(path, f"selection {name!r} has no position with a next token")
+    return mask

@@ -1,0 +1,61 @@
+"""What a report needs to be reproduced: versions, hashes, seeds, the command."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import shlex
+import subprocess
+import sys
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from circuitcheck.plan.compile import FilePlan
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def tensor_sha256(tokens: Any) -> str:
+    return hashlib.sha256(tokens.contiguous().numpy().tobytes()).hexdigest()
+
+
+def provenance(plan: FilePlan, argv: list[str] | None = None) -> dict[str, Any]:
+    here = plan.path.resolve().parent
+    commit = _git(["rev-parse", "HEAD"], here)
+    dirty = _git(["status", "--porcelain"], here)
+    command = argv if argv is not None else ["circuitcheck", "run", str(plan.path)]
+    return {
+        "circuitcheck": _version("circuitcheck"),
+        "torch": _version("torch"),
+        "transformer_lens": _version("transformer_lens"),
+        "python": platform.python_version(),
+        "platform": sys.platform,
+        "model": plan.loaded.name,
+        "checkpoint": str(plan.loaded.checkpoint),
+        "checkpoint_sha256": plan.loaded.checkpoint_sha256,
+        "hypothesis_file": str(plan.path),
+        "hypothesis_sha256": hashlib.sha256(plan.path.read_bytes()).hexdigest(),
+        "dataset": dict(plan.batch.params),
+        "dataset_tokens_sha256": tensor_sha256(plan.batch.tokens),
+        "git_commit": commit,
+        "git_dirty": bool(dirty) if dirty is not None else None,
+        "device": "cpu",
+        "dtype": str(plan.loaded.model.cfg.dtype).removeprefix("torch."),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join(command),
+    }

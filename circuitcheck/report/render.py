@@ -1,0 +1,59 @@
+"""Renderers: terminal table, Markdown and JSON files, all from the report document."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+MARK = {"pass": "PASS", "fail": "FAIL"}
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def terminal_table(doc: dict[str, Any]) -> str:
+    rows = [[c["id"], c["kind"], MARK[c["verdict"]], _fmt(c["estimate"]), c["threshold"], c["metric"]] for c in doc["claims"]]
+    table = tabulate(rows, headers=["claim", "kind", "verdict", "estimate", "threshold", "metric"], tablefmt="simple")
+    s = doc["summary"]
+    return f"{doc['name']}: {s['passed']}/{s['total']} claims passed\n{table}"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    s, p = doc["summary"], doc["provenance"]
+    lines = [
+        f"# circuitcheck report: {doc['name']}",
+        "",
+        f"**{s['passed']} of {s['total']} claims passed** on model `{p['model']}`.",
+        "",
+        "| claim | kind | verdict | estimate | threshold | metric |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c['id']} | {c['kind']} | {MARK[c['verdict']]} | {_fmt(c['estimate'])} | {c['threshold']} | {c['metric']} |"
+        for c in doc["claims"]
+    ]
+    for c in doc["claims"]:
+        lines += ["", f"## {c['id']}: {MARK[c['verdict']]}", "", f"> {c['statement']}", "", c["sentence"]]
+        if c.get("seed_figure"):
+            lines += ["", f"Seed figure: {c['seed_figure']}."]
+        details = ", ".join(f"{k} = {_fmt(v)}" for k, v in c["details"].items())
+        lines += ["", f"Details: {details}"]
+    lines += ["", "## Self-checks", ""]
+    lines += [f"- {'ok' if c['passed'] else 'FAILED'}: **{c['name']}**: {c['detail']}" for c in doc["self_checks"]]
+    lines += ["", "## Provenance", "", "| field | value |", "|---|---|"]
+    lines += [f"| {k} | `{json.dumps(v) if isinstance(v, dict) else v}` |" for k, v in p.items()]
+    lines += ["", f"Reproduce with: `{p['command']}`", ""]
+    return "\n".join(lines)
+
+
+def write_reports(doc: dict[str, Any], report_dir: Path) -> list[Path]:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    json_path = report_dir / f"{doc['name']}.json"
+    md_path = report_dir / f"{doc['name']}.md"
+    json_path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    md_path.write_text(markdown(doc))
+    return [md_path, json_path]

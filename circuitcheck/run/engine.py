@@ -1,0 +1,188 @@
+"""Run every variant of a plan batched along the batch dimension.
+
+One clean pass caches the activations that edits and scores read. Then all
+other variants are stacked: rows ``[k * c, (k + 1) * c)`` of a chunk hold
+variant ``k`` for the chunk's ``c`` sequences, and one hook per hook name
+edits each variant's rows. Every hook counts its calls; one that never fires
+is an error, because TransformerLens silently ignores hooks that match nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from circuitcheck.errors import SelfCheckError
+from circuitcheck.plan.interventions import CLEAN, HookEdit, Variant
+
+DEFAULT_MAX_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class EngineInputs:
+    inputs: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor]
+
+
+def derangement(n: int, seed: int) -> torch.Tensor:
+    """A seeded permutation of ``range(n)`` with no fixed point (n >= 2)."""
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=gen)
+    fixed = perm == torch.arange(n)
+    # A fixed point swaps with its successor; the result stays a permutation.
+    for i in fixed.nonzero().flatten().tolist():
+        j = (i + 1) % n
+        perm[i], perm[j] = perm[j].clone(), perm[i].clone()
+    return perm
+
+
+@contextmanager
+def counted_hooks(model: Any, hooks: dict[str, Callable[..., Any]]) -> Iterator[dict[str, int]]:
+    """Attach forward hooks for the block; yield per-hook call counts; always detach."""
+    calls: dict[str, int] = defaultdict(int)
+
+    def counting(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def hook(act: torch.Tensor, hook: Any = None) -> Any:
+            calls[name] += 1
+            return fn(act)
+
+        return hook
+
+    fwd = [(name, counting(name, fn)) for name, fn in hooks.items()]
+    with model.hooks(fwd_hooks=fwd):
+        yield calls
+
+
+def assert_fired(calls: dict[str, int], expected: list[str], context: str) -> None:
+    silent = [name for name in expected if calls.get(name, 0) == 0]
+    if silent:
+        raise SelfCheckError(
+            f"{context}: hook(s) {silent} never fired, so their edits were not applied; "
+            "the hook name does not reach this model's forward pass"
+        )
+
+
+def clean_run(model: Any, tokens: torch.Tensor, capture: set[str], max_rows: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clean logits plus the listed activations, chunked over sequences."""
+    logits_parts: list[torch.Tensor] = []
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in capture}
+
+    def saver(name: str) -> Callable[[torch.Tensor], None]:
+        def save(act: torch.Tensor) -> None:
+            parts[name].append(act.detach().clone())
+
+        return save
+
+    for start in range(0, len(tokens), max_rows):
+        chunk = tokens[start : start + max_rows]
+        with counted_hooks(model, {name: saver(name) for name in capture}) as calls:
+            logits_parts.append(model(chunk).detach())
+        assert_fired(calls, sorted(capture), "clean run")
+    return torch.cat(logits_parts), {k: torch.cat(v) for k, v in parts.items()}
+
+
+class Replacements:
+    """Replacement activations for edits, computed once from the clean cache."""
+
+    def __init__(self, cache: dict[str, torch.Tensor]) -> None:
+        self.cache = cache
+        self._means: dict[str, torch.Tensor] = {}
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def values(self, edit: HookEdit, rows: torch.Tensor) -> torch.Tensor:
+        clean = self.cache[edit.site.hook]
+        if edit.source == "zero":
+            return torch.zeros_like(clean[rows])
+        if edit.source == "mean":
+            if edit.site.hook not in self._means:
+                self._means[edit.site.hook] = clean.mean(0, keepdim=True)
+            return self._means[edit.site.hook].expand_as(clean[rows])
+        if edit.source == "resample":
+            assert edit.seed is not None, "resample edits carry a seed"
+            if edit.seed not in self._perms:
+                self._perms[edit.seed] = derangement(len(clean), edit.seed)
+            return clean[self._perms[edit.seed][rows]]
+        return clean[rows]
+
+
+def apply_edit(act: torch.Tensor, edit: HookEdit, repl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``act`` with ``repl`` written at ``mask``'s positions (and ``edit.site.head`` only)."""
+    if edit.site.head is None:
+        keep = mask.reshape(mask.shape + (1,) * (act.dim() - 2))
+        return torch.where(keep, repl, act)
+    out = act.clone()
+    h = edit.site.head
+    keep = mask.reshape(mask.shape + (1,) * (act.dim() - 3))
+    out[:, :, h] = torch.where(keep, repl[:, :, h], act[:, :, h])
+    return out
+
+
+def run_variants(
+    model: Any,
+    variants: list[Variant],
+    data: EngineInputs,
+    repl: Replacements,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> list[torch.Tensor]:
+    """Logits ``[n_seqs, seq, vocab]`` for each variant, all stacked into shared passes."""
+    if not variants:
+        return []
+    n_seqs = len(data.inputs[CLEAN])
+    per_chunk = max(1, max_rows // len(variants))
+    outputs: list[list[torch.Tensor]] = [[] for _ in variants]
+    by_hook: dict[str, list[tuple[int, HookEdit]]] = defaultdict(list)
+    for k, variant in enumerate(variants):
+        for edit in variant.edits:
+            by_hook[edit.site.hook].append((k, edit))
+
+    for start in range(0, n_seqs, per_chunk):
+        rows = torch.arange(start, min(start + per_chunk, n_seqs))
+        c = len(rows)
+        stacked = torch.cat([data.inputs[v.input][rows] for v in variants])
+        hooks = {name: _stacked_editor(edits, rows, data, repl) for name, edits in by_hook.items()}
+        with counted_hooks(model, hooks) as calls:
+            logits = model(stacked).detach()
+        assert_fired(calls, sorted(hooks), "intervention run")
+        for k, part in enumerate(logits.split(c)):
+            outputs[k].append(part)
+    return [torch.cat(parts) for parts in outputs]
+
+
+def _stacked_editor(
+    hook_edits: list[tuple[int, HookEdit]], rows: torch.Tensor, data: EngineInputs, repl: Replacements
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One hook function editing each variant's block of rows in a stacked batch."""
+    c = len(rows)
+
+    def edit_all(act: torch.Tensor) -> torch.Tensor:
+        parts = list(act.split(c))
+        for k, edit in hook_edits:
+            mask = data.masks[edit.positions][rows]
+            parts[k] = apply_edit(parts[k], edit, repl.values(edit, rows), mask)
+        return torch.cat(parts)
+
+    return edit_all
+
+
+def run_naive(model: Any, variant: Variant, data: EngineInputs, repl: Replacements) -> torch.Tensor:
+    """The reference: one un-stacked forward pass for one variant (used by tests)."""
+    rows = torch.arange(len(data.inputs[CLEAN]))
+    hooks: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+    for name in {e.site.hook for e in variant.edits}:
+        edits = [e for e in variant.edits if e.site.hook == name]
+
+        def edit_one(act: torch.Tensor, edits: list[HookEdit] = edits) -> torch.Tensor:
+            for e in edits:
+                act = apply_edit(act, e, repl.values(e, rows), data.masks[e.positions])
+            return act
+
+        hooks[name] = edit_one
+    with counted_hooks(model, hooks) as calls:
+        logits = model(data.inputs[variant.input]).detach()
+    assert_fired(calls, sorted(hooks), "naive run")
+    return logits

@@ -1,0 +1,66 @@
+"""Building blocks shared by every part of a hypothesis file."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from circuitcheck.data.batch import ROLE_NAMES
+
+
+class Strict(BaseModel):
+    """Frozen, and unknown keys are errors: a typo never becomes a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Threshold(Strict):
+    """Exactly one bound: ``{at_least: x}`` or ``{at_most: x}``."""
+
+    at_least: float | None = None
+    at_most: float | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Threshold:
+        if (self.at_least is None) == (self.at_most is None):
+            raise ValueError("give exactly one of 'at_least' or 'at_most'")
+        return self
+
+    @property
+    def value(self) -> float:
+        return self.at_least if self.at_least is not None else float(self.at_most or 0.0)
+
+    def passes(self, estimate: float) -> bool:
+        if self.at_least is not None:
+            return estimate >= self.at_least
+        return estimate <= self.value
+
+    def __str__(self) -> str:
+        return f">= {self.at_least:g}" if self.at_least is not None else f"<= {self.value:g}"
+
+
+class PositionSelection(Strict):
+    """Which (sequence, position) pairs a claim looks at.
+
+    ``role`` keeps positions annotated with a trigram role; ``range`` is a
+    half-open ``[start, stop)`` over positions (negative counts from the end);
+    ``indices`` lists positions. Fields combine by intersection, and positions
+    without a next token are dropped where a metric needs one.
+    """
+
+    role: Literal["X", "Y", "Z"] | None = None
+    range: tuple[int, int] | None = None
+    indices: list[int] | None = Field(default=None, min_length=1)
+    all: bool | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> PositionSelection:
+        if self.role is None and self.range is None and self.indices is None and not self.all:
+            raise ValueError("select something: give 'role', 'range', 'indices' or 'all: true'")
+        return self
+
+
+ROLES = ROLE_NAMES[1:]
+
+ClaimId = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$", description="Unique id, e.g. T1")

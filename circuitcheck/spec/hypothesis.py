@@ -1,0 +1,183 @@
+"""The hypothesis file: model, dataset, named positions and claims; loaded strictly."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
+
+from circuitcheck.errors import SpecError, SpecErrors
+from circuitcheck.plugins import load_extensions
+from circuitcheck.spec.base import PositionSelection, Strict
+from circuitcheck.spec.yaml_source import SourceMap, read_yaml
+
+_COMPONENT = re.compile(r"^(embed|pos_embed|\d+\.\d+|(attn|mlp)\d+|[A-Za-z0-9_.]*hook_[A-Za-z0-9_]+)$")
+_SELECTION_FIELDS = ("positions", "ablate_at", "patch_at")
+_COMPONENT_FIELDS = ("components", "patch")
+
+
+class HypothesisBase(Strict):
+    version: Literal[1] = Field(description="File format version")
+    name: str | None = Field(default=None, description="Report name; defaults to the file name")
+    model: str = Field(description="Zoo model name, or a directory holding card.json")
+    positions: dict[str, PositionSelection] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Any:
+        claims = getattr(self, "claims", [])
+        seen: set[str] = set()
+        for claim in claims:
+            if claim.id in seen:
+                raise ValueError(f"claim id {claim.id!r} is used twice; ids must be unique")
+            seen.add(claim.id)
+        return self
+
+
+def _tagged_union(kinds: list[type]) -> Any:
+    if len(kinds) == 1:
+        return kinds[0]
+    return Annotated[Union[tuple(kinds)], Field(discriminator="kind")]  # noqa: UP007
+
+
+@functools.cache
+def hypothesis_model() -> type[HypothesisBase]:
+    """The file model, with a tagged union over every registered claim and dataset kind."""
+    load_extensions()
+    from circuitcheck.claims.base import claim_kinds
+    from circuitcheck.data.registry import dataset_kinds
+
+    claims = _tagged_union([cls for _, cls in claim_kinds.items()])
+    datasets = _tagged_union([cls for _, cls in dataset_kinds.items()])
+    model: type[HypothesisBase] = create_model(
+        "HypothesisFile",
+        __base__=HypothesisBase,
+        dataset=(datasets, Field(description="Where the tokens come from")),
+        claims=(list[claims], Field(min_length=1)),  # type: ignore[valid-type]
+    )
+    return model
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """The part of a pydantic ``loc`` that exists in the data (drops union tags)."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            path.append(part)
+    return tuple(path)
+
+
+@functools.cache
+def _known_keys() -> frozenset[str]:
+    """Every key any part of the file format accepts (for did-you-mean hints)."""
+    keys: set[str] = set()
+    todo: list[Any] = [hypothesis_model()]
+    seen: set[Any] = set()
+    while todo:
+        cls = todo.pop()
+        if cls in seen or not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            continue
+        seen.add(cls)
+        for name, field in cls.model_fields.items():
+            keys.add(name)
+            todo.extend(_model_types(field.annotation))
+    return frozenset(keys)
+
+
+def _model_types(annotation: Any) -> list[Any]:
+    args = getattr(annotation, "__args__", ()) or ()
+    meta = getattr(annotation, "__metadata__", None)
+    origin = getattr(annotation, "__origin__", None)
+    found = [annotation] if isinstance(annotation, type) else []
+    if meta is not None and origin is not None:
+        found += _model_types(origin)
+    for arg in args:
+        found += _model_types(arg)
+    return found
+
+
+def _at(data: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _message(err: Any) -> tuple[str, str | None]:
+    kind, loc = err["type"], err["loc"]
+    if kind == "extra_forbidden":
+        guess = difflib.get_close_matches(str(loc[-1]), sorted(_known_keys()), n=1)
+        fix = f"did you mean {guess[0]!r}?" if guess else "remove it; `circuitcheck schema` lists the allowed keys"
+        return f"unknown key {loc[-1]!r}", fix
+    if kind == "missing":
+        return f"missing required key {loc[-1]!r}", f"add '{loc[-1]}: ...'"
+    if kind == "union_tag_invalid":
+        return err["msg"], "set 'kind' to one of the listed values"
+    if kind == "literal_error":
+        return err["msg"].replace("Input should be", "expected"), None
+    msg = err["msg"].removeprefix("Value error, ")
+    return msg, None
+
+
+def _validation_errors(exc: ValidationError, data: Any, smap: SourceMap) -> list[SpecError]:
+    errors = []
+    for err in exc.errors():
+        path = _data_path(data, err["loc"])
+        message, fix = _message(err)
+        if err["type"] == "union_tag_invalid" and isinstance(_at(data, path), dict) and "kind" in _at(data, path):
+            path += ("kind",)
+        where = smap.locate(path, key=err["type"] == "extra_forbidden")
+        got = err.get("input")
+        if err["type"] not in ("missing", "extra_forbidden", "union_tag_invalid") and not isinstance(got, (dict, list)):
+            message += f", got {got!r}"
+        errors.append(SpecError(where, ".".join(map(str, path)), message, fix))
+    return errors
+
+
+def _reference_errors(spec: Any, smap: SourceMap) -> list[SpecError]:
+    """Names that must resolve within the file: selections, metrics, component syntax."""
+    from circuitcheck.metrics import metrics
+
+    errors = []
+    known = set(spec.positions) | {"all"}
+    for i, claim in enumerate(spec.claims):
+        base: tuple[str | int, ...] = ("claims", i)
+        for field in _SELECTION_FIELDS:
+            name = getattr(claim, field, None)
+            if isinstance(name, str) and name not in known:
+                errors.append(SpecError(smap.locate(base + (field,)), f"claims.{i}.{field}", f"unknown position selection {name!r}", f"define it under 'positions:' (known: {', '.join(sorted(known))})"))
+        corruption = getattr(claim, "corruption", None)
+        if corruption is not None and corruption.positions not in known:
+            path = base + ("corruption", "positions")
+            errors.append(SpecError(smap.locate(path), ".".join(map(str, path)), f"unknown position selection {corruption.positions!r}", "define it under 'positions:'"))
+        metric = getattr(claim, "metric", None)
+        if claim.kind != "association" and isinstance(metric, str) and metric not in metrics:
+            errors.append(SpecError(smap.locate(base + ("metric",)), f"claims.{i}.metric", f"unknown metric {metric!r}", f"use one of: {', '.join(metrics.names())}"))
+        for field in _COMPONENT_FIELDS:
+            for j, comp in enumerate(getattr(claim, field, None) or []):
+                if not _COMPONENT.match(comp):
+                    path = base + (field, j)
+                    errors.append(SpecError(smap.locate(path), ".".join(map(str, path)), f"cannot parse component {comp!r}", "use embed, pos_embed, L.H (e.g. 0.0), attnL, mlpL, or a hook name"))
+    return errors
+
+
+def load_hypothesis(path: Path) -> tuple[Any, SourceMap]:
+    """Read, parse and validate a hypothesis file; raise SpecErrors listing every problem."""
+    data, smap = read_yaml(path)
+    if not isinstance(data, dict):
+        raise SpecError(smap.locate(()), "", "a hypothesis file must be a mapping with model, dataset, claims", "see hypotheses/trigram.yaml")
+    try:
+        spec = hypothesis_model().model_validate(data)
+    except ValidationError as exc:
+        raise SpecErrors(_validation_errors(exc, data, smap)) from None
+    errors = _reference_errors(spec, smap)
+    if errors:
+        raise SpecErrors(errors)
+    return spec, smap
