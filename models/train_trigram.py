@@ -16,14 +16,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from circuitcheck.data.trigram import generate_trigram_batch, make_trigram_set
 from circuitcheck.zoo.build import build_bridge
-from circuitcheck.zoo.trigram_eval import evaluate_trigram_completion
+from circuitcheck.zoo.trigram_eval import evaluate_trigram_completion, previous_token_association
 
 ZOO = Path(__file__).resolve().parent
-TASK = {"d_vocab": 75, "seq_len": 50, "n_trigrams": 277, "n_repeats": 4, "trigram_seed": 0}
+TASK = {"d_vocab": 75, "seq_len": 50, "n_trigrams": 225, "n_repeats": 3, "trigram_seed": 0}
 
 
 def model_config(attn_only: bool) -> dict[str, object]:
@@ -64,6 +64,8 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint (a second training phase)")
+    ap.add_argument("--warmup", type=int, default=200)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.data_seed)
@@ -81,6 +83,8 @@ def main() -> None:
         seed=args.data_seed,
     ).tokens
     model = build_bridge(config)
+    if args.init is not None:
+        model.load_state_dict(load_file(str(args.init)), strict=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     gen = torch.Generator().manual_seed(args.data_seed)
     history = []
@@ -88,7 +92,7 @@ def main() -> None:
     loss = torch.tensor(float("nan"))
     for step in range(args.steps):
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, args.steps, args.lr, warmup=200)
+            group["lr"] = lr_at(step, args.steps, args.lr, warmup=args.warmup)
         idx = torch.randint(0, len(pool), (args.batch,), generator=gen)
         toks = pool[idx]
         logits = model(toks)
@@ -99,6 +103,7 @@ def main() -> None:
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
             with torch.no_grad():
                 ev = evaluate_trigram_completion(model, trigrams, TASK, n_seqs=1000)
+                ev |= previous_token_association(model, trigrams, TASK)
             row = {"step": step + 1, "loss": round(loss.item(), 4), "seconds": round(time.time() - t0, 1), **ev}
             history.append(row)
             print(json.dumps(row), flush=True)

@@ -30,14 +30,15 @@ class EngineInputs:
 
 
 def derangement(n: int, seed: int) -> torch.Tensor:
-    """A seeded permutation of ``range(n)`` with no fixed point (n >= 2)."""
+    """A seeded permutation of ``range(n)`` with no fixed point (n >= 2).
+
+    A random ordering closed into one cycle: each element maps to the next one in
+    the ordering, so no sequence is ever "resampled" from itself.
+    """
     gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=gen)
-    fixed = perm == torch.arange(n)
-    # A fixed point swaps with its successor; the result stays a permutation.
-    for i in fixed.nonzero().flatten().tolist():
-        j = (i + 1) % n
-        perm[i], perm[j] = perm[j].clone(), perm[i].clone()
+    order = torch.randperm(n, generator=gen)
+    perm = torch.empty(n, dtype=torch.long)
+    perm[order] = order.roll(-1)
     return perm
 
 

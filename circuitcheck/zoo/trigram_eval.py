@@ -41,6 +41,29 @@ def evaluate_trigram_completion(
     }
 
 
+def previous_token_association(
+    model: Any, trigrams: torch.Tensor, task: dict[str, Any], n_seqs: int = 500
+) -> dict[str, float]:
+    """Training-time view of claim T1: precision and recall of prev-token attention > 0.2
+    against probability > 0.2 on the correct next token, over interior positions."""
+    batch = generate_trigram_batch(
+        n_seqs=n_seqs, seq_len=task["seq_len"], d_vocab=task["d_vocab"], trigrams=trigrams,
+        density=EVAL_DENSITY, seed=EVAL_SEED + 1,
+    )
+    logits, cache = model.run_with_cache(batch.tokens, names_filter="blocks.0.attn.hook_pattern")
+    pattern = cache["blocks.0.attn.hook_pattern"][:, 0]
+    seq = pattern.shape[-1]
+    prev = pattern[:, torch.arange(1, seq - 1), torch.arange(0, seq - 2)] > 0.2
+    target = batch.next_token[:, 1 : seq - 1]
+    probs = logits[:, 1 : seq - 1].softmax(-1).gather(-1, target.clamp(min=0)[..., None]).squeeze(-1)
+    right = probs > 0.2
+    both = (prev & right).sum().item()
+    return {
+        "t1_precision": round(both / max(1, int(prev.sum())), 4),
+        "t1_recall": round(both / max(1, int(right.sum())), 4),
+    }
+
+
 def main() -> None:
     from circuitcheck.zoo.load import load_model, load_zoo_card
 

@@ -1,0 +1,151 @@
+"""Engine invariants on a random 2-layer, 3-head model (no checkpoint needed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuitcheck.errors import SelfCheckError
+from circuitcheck.plan.components import HookSite, complement, model_components, resolve_components
+from circuitcheck.plan.interventions import CLEAN, HookEdit, Variant
+from circuitcheck.run.engine import (
+    EngineInputs,
+    Replacements,
+    assert_fired,
+    clean_run,
+    counted_hooks,
+    derangement,
+    run_naive,
+    run_variants,
+)
+from tests.conftest import TINY_CONFIG
+
+N_SEQS, SEQ = 9, TINY_CONFIG["n_ctx"]
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model):
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, TINY_CONFIG["d_vocab"], (N_SEQS, SEQ), generator=gen)
+    corrupted = torch.randint(0, TINY_CONFIG["d_vocab"], (N_SEQS, SEQ), generator=gen)
+    late = torch.zeros(N_SEQS, SEQ, dtype=torch.bool)
+    late[:, SEQ // 2 :] = True
+    masks = {"all": torch.ones(N_SEQS, SEQ, dtype=torch.bool), "late": late}
+    data = EngineInputs({CLEAN: tokens, "corrupted": corrupted}, masks)
+    sites = resolve_components(tiny_model, model_components(tiny_model), ())
+    hooks = {s.hook for s in sites}
+    clean_logits, cache = clean_run(tiny_model, tokens, hooks, max_rows=4)
+    return data, Replacements(cache), clean_logits, sites
+
+
+def test_components_cover_every_head_and_mlp(tiny_model):
+    names = model_components(tiny_model)
+    assert names == ["embed", "pos_embed", "0.0", "0.1", "0.2", "mlp0", "1.0", "1.1", "1.2", "mlp1"]
+
+
+def test_clean_run_matches_plain_forward(tiny_model, setup):
+    data, _, clean_logits, _ = setup
+    with torch.no_grad():
+        assert torch.equal(clean_logits, tiny_model(data.inputs[CLEAN]))
+
+
+def test_identity_patch_reproduces_clean_logits(tiny_model, setup):
+    data, repl, clean_logits, sites = setup
+    identity = Variant(edits=tuple(HookEdit(s, "all", "clean") for s in sites))
+    (out,) = run_variants(tiny_model, [identity], data, repl)
+    assert torch.allclose(out, clean_logits, atol=1e-6)
+
+
+def test_ablating_nothing_equals_the_model(tiny_model, setup):
+    data, repl, clean_logits, sites = setup
+    (out,) = run_variants(tiny_model, [Variant(edits=tuple(HookEdit(s, "all", "zero") for s in complement(tiny_model, sites)))], data, repl)
+    assert torch.equal(out, clean_logits)
+
+
+def test_empty_circuit_equals_fully_ablated_model(tiny_model, setup):
+    data, repl, _, sites = setup
+    everything = Variant(edits=tuple(HookEdit(s, "all", "mean") for s in sites))
+    keep_nothing = Variant(edits=tuple(HookEdit(s, "all", "mean") for s in complement(tiny_model, [])))
+    a, b = run_variants(tiny_model, [everything, keep_nothing], data, repl)
+    assert torch.equal(a, b)
+    # With every component mean-ablated, the output no longer depends on the input.
+    assert torch.allclose(a, a[:1].expand_as(a), atol=1e-5)
+
+
+def random_variants(sites: list[HookSite], seed: int, n: int) -> list[Variant]:
+    gen = torch.Generator().manual_seed(seed)
+    sources = ["zero", "mean", "resample", "clean"]
+    variants = []
+    for _ in range(n):
+        k = int(torch.randint(1, 4, (1,), generator=gen))
+        picks = torch.randperm(len(sites), generator=gen)[:k].tolist()
+        edits = []
+        for i in picks:
+            src = sources[int(torch.randint(0, 4, (1,), generator=gen))]
+            pos = ["all", "late"][int(torch.randint(0, 2, (1,), generator=gen))]
+            edits.append(HookEdit(sites[i], pos, src, seed=7 if src == "resample" else None))  # type: ignore[arg-type]
+        inp = [CLEAN, "corrupted"][int(torch.randint(0, 2, (1,), generator=gen))]
+        variants.append(Variant(input=inp, edits=tuple(edits)))
+    return variants
+
+
+@pytest.mark.parametrize("max_rows", [1000, 7, 2])
+def test_batched_engine_equals_naive_loop(tiny_model, setup, max_rows):
+    data, repl, _, sites = setup
+    variants = random_variants(sites, seed=max_rows, n=12)
+    batched = run_variants(tiny_model, variants, data, repl, max_rows=max_rows)
+    for variant, got in zip(variants, batched, strict=True):
+        want = run_naive(tiny_model, variant, data, repl)
+        assert torch.allclose(got, want, atol=1e-5), variant.describe()
+
+
+def test_zero_ablating_a_head_equals_zeroing_its_output_weights(tiny_model, setup):
+    data, repl, _, _ = setup
+    site = HookSite("blocks.1.attn.hook_z", 2)
+    (ablated,) = run_variants(tiny_model, [Variant(edits=(HookEdit(site, "all", "zero"),))], data, repl)
+    o = tiny_model.blocks[1].attn.o
+    weight = o.weight.detach().clone()
+    d_head = TINY_CONFIG["d_head"]
+    try:
+        with torch.no_grad():
+            o.weight[:, 2 * d_head : 3 * d_head] = 0.0
+            reference = tiny_model(data.inputs[CLEAN])
+    finally:
+        with torch.no_grad():
+            o.weight.copy_(weight)
+    assert torch.allclose(ablated, reference, atol=1e-5)
+    with torch.no_grad():
+        assert not torch.allclose(ablated, tiny_model(data.inputs[CLEAN]), atol=1e-3)
+
+
+def test_edits_apply_only_at_selected_positions(tiny_model, setup):
+    data, repl, clean_logits, _ = setup
+    site = HookSite("blocks.0.hook_mlp_out")
+    (out,) = run_variants(tiny_model, [Variant(edits=(HookEdit(site, "late", "zero"),))], data, repl)
+    early = SEQ // 2
+    assert torch.equal(out[:, :early], clean_logits[:, :early])  # causal: earlier positions untouched
+    assert not torch.allclose(out[:, early:], clean_logits[:, early:])
+
+
+def test_a_hook_that_never_fires_is_an_error(tiny_model, setup):
+    data, _, _, _ = setup
+    with counted_hooks(tiny_model, {"blocks.0.hook_mlp_out": lambda a: a}) as calls:
+        tiny_model(data.inputs[CLEAN][:1])
+    assert_fired(calls, ["blocks.0.hook_mlp_out"], "probe")
+    with pytest.raises(SelfCheckError, match=r"hook\(s\) \['ln_final.hook_scale'\] never fired"):
+        assert_fired(calls, ["ln_final.hook_scale"], "probe")
+
+
+def test_hooks_are_removed_after_the_block(tiny_model, setup):
+    data, _, clean_logits, _ = setup
+    with counted_hooks(tiny_model, {"blocks.0.hook_mlp_out": torch.zeros_like}):
+        pass
+    with torch.no_grad():
+        assert torch.equal(tiny_model(data.inputs[CLEAN]), clean_logits)
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 101])
+def test_derangement_has_no_fixed_point(n):
+    perm = derangement(n, seed=n)
+    assert sorted(perm.tolist()) == list(range(n))
+    assert not (perm == torch.arange(n)).any()
