@@ -9,15 +9,18 @@ sufficiency: ablate everything except ``components``; estimate =
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
+import torch
 from pydantic import Field, model_validator
 
-from circuitcheck.claims.ablation_common import AblationMethod, ablation_edits, mean_of
+from circuitcheck.claims.ablation_common import AblationMethod, ablation_edits
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_mean
 from circuitcheck.plan.components import complement, model_components, resolve_components
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, Variant
 from circuitcheck.plan.positions import ALL
+from circuitcheck.run.stats import SequenceStats, Totals, per_sequence, safe_ratio
 
 
 @claim_kind
@@ -44,6 +47,17 @@ class AblationClaim(ClaimSpec):
             raise ValueError("a necessity claim needs at least one component")
         return self
 
+    def _statistic(self, sign: float) -> Callable[[Totals], torch.Tensor]:
+        def statistic(t: Totals) -> torch.Tensor:
+            full = t["full"] / t["n"]
+            if self.mode == "sufficiency":
+                circuit, empty = t["circuit"] / t["n"], t["empty"] / t["n"]
+                return safe_ratio(circuit - empty, full - empty)
+            drop = sign * (full - t["ablated"] / t["n"])
+            return drop if self.effect == "absolute_drop" else safe_ratio(drop, full.abs())
+
+        return statistic
+
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         metric = ctx.metric(self.metric)
         mask = ctx.scored(self.positions)
@@ -64,32 +78,32 @@ class AblationClaim(ClaimSpec):
             }
 
         def score(out: ClaimOutputs) -> Measurement:
-            def m(logits: object) -> float:
-                return mean_of(masked_mean(metric, logits, out.batch, mask, out.clean_logits))  # type: ignore[arg-type]
+            def sums(logits: torch.Tensor) -> torch.Tensor:
+                return per_sequence(masked_mean(metric, logits, out.batch, mask, out.clean_logits), mask)
 
-            full = m(out.clean_logits)
-            details: dict = {"metric_full": full, "n_examples": int(mask.sum()), "method": self.method}
+            per_seq = {"n": mask.sum(1).double(), "full": sums(out.clean_logits)}
+            for role in variants:
+                per_seq[role] = sums(out.logits(role))
+            stats = SequenceStats(per_seq, self._statistic(sign))
+            t = {k: float(v) for k, v in stats.totals().items()}
+            means = {f"metric_{k}": t[k] / t["n"] for k in per_seq if k != "n"}
+            estimate = stats.estimate()
+            details = means | {"n_examples": int(t["n"]), "n_sequences": int((per_seq["n"] > 0).sum()), "method": self.method}
+            full = means["metric_full"]
             if self.mode == "necessity":
-                ablated = m(out.logits("ablated"))
-                drop = sign * (full - ablated)
-                estimate = drop if self.effect == "absolute_drop" else drop / abs(full) if full else float("nan")
-                details |= {"metric_ablated": ablated, "drop": drop}
+                details["drop"] = sign * (full - means["metric_ablated"])
                 found = (
                     f"{self.method}-ablating {', '.join(self.components)} moved {self.metric} "
-                    f"from {full:.4f} to {ablated:.4f} ({self.effect.replace('_', ' ') if self.effect else ''} {estimate:.4f})"
+                    f"from {full:.4f} to {means['metric_ablated']:.4f} ({(self.effect or '').replace('_', ' ')} {estimate:.4f})"
                 )
-                return Measurement(estimate, found, details)
-            circuit, empty = m(out.logits("circuit")), m(out.logits("empty"))
-            denom = full - empty
-            estimate = (circuit - empty) / denom if abs(denom) > 1e-12 else float("nan")
-            details |= {"metric_circuit": circuit, "metric_empty": empty}
-            found = (
-                f"keeping only {', '.join(self.components) or 'nothing'} gave {self.metric} {circuit:.4f} "
-                f"(full {full:.4f}, all ablated {empty:.4f}): retains {estimate:.3f} of the effect"
-            )
-            if estimate != estimate:
-                found += "; undefined because ablating everything does not change the metric"
-            return Measurement(estimate, found, details)
+            else:
+                found = (
+                    f"keeping only {', '.join(self.components) or 'nothing'} gave {self.metric} {means['metric_circuit']:.4f} "
+                    f"(full {full:.4f}, all ablated {means['metric_empty']:.4f}): retains {estimate:.3f} of the effect"
+                )
+                if estimate != estimate:
+                    found += "; undefined because ablating everything does not change the metric"
+            return Measurement(estimate, found, details, stats)
 
         lines = tuple(f"{role}: {v.describe()}" for role, v in variants.items()) + (
             f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions)",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
-
 from circuitcheck.claims.base import CompileContext
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.components import HookSite
@@ -30,7 +28,3 @@ def ablation_edits(
         raise PlanError(ctx.path + ("resample_seed",), f"resample_seed only applies to method 'resample', not {method!r}", "remove resample_seed")
     seed = resample_seed if method == "resample" else None
     return tuple(HookEdit(site, at, method, seed) for site in sites)
-
-
-def mean_of(scores: torch.Tensor) -> float:
-    return float(scores.mean()) if scores.numel() else float("nan")

@@ -11,11 +11,11 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from circuitcheck.claims.ablation_common import mean_of
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_mean
 from circuitcheck.plan.components import resolve_components
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, Measurement, Variant
 from circuitcheck.plan.positions import ALL
+from circuitcheck.run.stats import SequenceStats, Totals, per_sequence, safe_ratio
 from circuitcheck.spec.base import Strict
 
 
@@ -32,6 +32,11 @@ def corrupt_tokens(tokens: torch.Tensor, mask: torch.Tensor, d_vocab: int, seed:
     # Adding 1..d_vocab-1 modulo d_vocab always lands on a different token.
     shift = torch.randint(1, d_vocab, tokens.shape, generator=gen)
     return torch.where(mask, (tokens + shift) % d_vocab, tokens)
+
+
+def fraction_recovered(t: Totals) -> torch.Tensor:
+    clean, corrupted, patched = (t[k] / t["n"] for k in ("clean", "corrupted", "patched"))
+    return safe_ratio(patched - corrupted, clean - corrupted)
 
 
 @claim_kind
@@ -57,20 +62,27 @@ class ActivationPatchingClaim(ClaimSpec):
         }
 
         def score(out: ClaimOutputs) -> Measurement:
-            def m(logits: torch.Tensor) -> float:
-                return mean_of(masked_mean(metric, logits, out.batch, mask, out.clean_logits))
+            def sums(logits: torch.Tensor) -> torch.Tensor:
+                return per_sequence(masked_mean(metric, logits, out.batch, mask, out.clean_logits), mask)
 
-            clean, corrupted, patched = m(out.clean_logits), m(out.logits("corrupted")), m(out.logits("patched"))
-            denom = clean - corrupted
-            estimate = (patched - corrupted) / denom if abs(denom) > 1e-12 else float("nan")
+            per_seq = {"n": mask.sum(1).double(), "clean": sums(out.clean_logits)}
+            per_seq |= {role: sums(out.logits(role)) for role in variants}
+            stats = SequenceStats(per_seq, fraction_recovered)
+            t = {k: float(v) / float(per_seq["n"].sum()) for k, v in stats.totals().items()}
+            estimate = stats.estimate()
             found = (
-                f"corrupting '{self.corruption.positions}' moved {self.metric} from {clean:.4f} to {corrupted:.4f}; "
-                f"patching {', '.join(self.patch)} back gave {patched:.4f}: {estimate:.3f} recovered"
+                f"corrupting '{self.corruption.positions}' moved {self.metric} from {t['clean']:.4f} to {t['corrupted']:.4f}; "
+                f"patching {', '.join(self.patch)} back gave {t['patched']:.4f}: {estimate:.3f} recovered"
             )
             if estimate != estimate:
                 found += " (undefined: the corruption does not change the metric)"
-            details = {"metric_clean": clean, "metric_corrupted": corrupted, "metric_patched": patched, "n_examples": int(mask.sum())}
-            return Measurement(estimate, found, details)
+            details = {
+                "metric_clean": t["clean"],
+                "metric_corrupted": t["corrupted"],
+                "metric_patched": t["patched"],
+                "n_examples": int(mask.sum()),
+            }
+            return Measurement(estimate, found, details, stats)
 
         lines = tuple(f"{role}: {v.describe()}" for role, v in variants.items()) + (
             f"corruption: {self.corruption.scheme} at '{self.corruption.positions}' (seed {self.corruption.seed})",

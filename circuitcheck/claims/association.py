@@ -7,6 +7,7 @@ position sets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 import torch
@@ -15,6 +16,7 @@ from pydantic import Field
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
+from circuitcheck.run.stats import SequenceStats, Totals, safe_ratio
 from circuitcheck.spec.base import Strict
 
 
@@ -76,6 +78,13 @@ def evaluate_predicate(pred: Predicate, out: ClaimOutputs) -> torch.Tensor:
     return attn > pred.above
 
 
+SET_STATISTICS: dict[str, Callable[[Totals], torch.Tensor]] = {
+    "precision": lambda t: safe_ratio(t["both"], t["left"]),
+    "recall": lambda t: safe_ratio(t["both"], t["right"]),
+    "jaccard": lambda t: safe_ratio(t["both"], t["union"]),
+}
+
+
 @claim_kind
 class AssociationClaim(ClaimSpec):
     kind: Literal["association"] = "association"
@@ -100,23 +109,25 @@ class AssociationClaim(ClaimSpec):
         mask = ctx.scored(self.positions)
 
         def score(out: ClaimOutputs) -> Measurement:
-            left = evaluate_predicate(self.left, out)[mask]
-            right = evaluate_predicate(self.right, out)[mask]
-            both = int((left & right).sum())
-            n_left, n_right = int(left.sum()), int(right.sum())
-            union = int((left | right).sum())
-            stats = {
-                "precision": both / n_left if n_left else float("nan"),
-                "recall": both / n_right if n_right else float("nan"),
-                "jaccard": both / union if union else float("nan"),
+            left = evaluate_predicate(self.left, out) & mask
+            right = evaluate_predicate(self.right, out) & mask
+            per_seq = {
+                "left": left.sum(1).double(),
+                "right": right.sum(1).double(),
+                "both": (left & right).sum(1).double(),
+                "union": (left | right).sum(1).double(),
             }
+            stats = SequenceStats(per_seq, SET_STATISTICS[self.metric])
+            t = stats.totals()
+            values = {name: float(fn(t)) for name, fn in SET_STATISTICS.items()}
+            counts = {k: int(v) for k, v in t.items()}
             found = (
-                f"over {int(mask.sum())} positions, '{self.left.describe()}' held at {n_left} and "
-                f"'{self.right.describe()}' at {n_right}; both at {both} "
-                f"(precision {stats['precision']:.3f}, recall {stats['recall']:.3f}, jaccard {stats['jaccard']:.3f})"
+                f"over {int(mask.sum())} positions, '{self.left.describe()}' held at {counts['left']} and "
+                f"'{self.right.describe()}' at {counts['right']}; both at {counts['both']} "
+                f"(precision {values['precision']:.3f}, recall {values['recall']:.3f}, jaccard {values['jaccard']:.3f})"
             )
-            details = stats | {"n_positions": int(mask.sum()), "n_left": n_left, "n_right": n_right, "n_both": both}
-            return Measurement(stats[self.metric], found, details)
+            details = values | {"n_positions": int(mask.sum())} | {f"n_{k}": v for k, v in counts.items()}
+            return Measurement(values[self.metric], found, details, stats)
 
         lines = (
             f"clean run only; capture {', '.join(sorted(captures)) or 'logits'}",

@@ -10,6 +10,7 @@ import torch
 
 from circuitcheck.data.batch import TokenBatch
 from circuitcheck.plan.components import HookSite
+from circuitcheck.run.stats import SequenceStats
 
 Source = Literal["zero", "mean", "resample", "clean"]
 """What an edited activation is replaced with: zeros; its per-position mean over the
@@ -50,6 +51,7 @@ class Measurement:
     estimate: float
     found: str
     details: dict[str, Any] = field(default_factory=dict)
+    stats: SequenceStats | None = None
 
 
 @dataclass(frozen=True)
