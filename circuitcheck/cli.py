@@ -1,5 +1,6 @@
 """``circuitcheck``: a thin shell over the library. Exit codes: 0 all claims passed,
-1 a claim failed, 2 invalid input or an invalid run; never a traceback for bad input."""
+1 a claim failed, 2 invalid input or an invalid run, 3 nothing failed but a claim was
+inconclusive; never a traceback for bad input."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from circuitcheck.errors import CircuitcheckError
 
-EXIT_PASS, EXIT_FAIL, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 70
+EXIT_PASS, EXIT_FAIL, EXIT_INVALID, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 3, 70
 
 
 def _err(message: str) -> None:
@@ -80,8 +81,8 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str]) -> int:
     if not args.quiet:
         print(terminal_table(doc))
         for claim in doc["claims"]:
-            if claim["verdict"] == "fail":
-                print(f"  {claim['id']} failed: {claim['sentence']}")
+            if claim["verdict"] != "pass":
+                print(f"  {claim['id']} {claim['verdict']}: {claim['sentence']}")
     print(f"reports: {', '.join(map(str, written))} ({result.seconds:.1f}s)")
     return int(doc["summary"]["exit_code"])
 
@@ -95,7 +96,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         except CircuitcheckError as err:
             _err(str(err))
             codes.append(EXIT_INVALID)
-    return EXIT_INVALID if EXIT_INVALID in codes else max(codes, default=EXIT_PASS)
+    for worst in (EXIT_INVALID, EXIT_FAIL, EXIT_INCONCLUSIVE):
+        if worst in codes:
+            return worst
+    return EXIT_PASS
 
 
 def build_parser() -> argparse.ArgumentParser:

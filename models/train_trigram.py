@@ -50,6 +50,20 @@ def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def warm_start(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load ``state``; parameters it lacks (an MLP, when starting from the attention-only
+    model) keep their initialisation, except the MLP output, zeroed so that training
+    starts from exactly the warm-start model's function."""
+    result = model.load_state_dict(state, strict=False)
+    if result.unexpected_keys:
+        raise SystemExit(f"--init checkpoint has tensors this model lacks: {result.unexpected_keys}")
+    with torch.no_grad():
+        for name in result.missing_keys:
+            if ".mlp.out." in name:
+                model.get_parameter(name).zero_()
+    print(json.dumps({"warm_start_missing": result.missing_keys}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--name", required=True)
@@ -84,7 +98,7 @@ def main() -> None:
     ).tokens
     model = build_bridge(config)
     if args.init is not None:
-        model.load_state_dict(load_file(str(args.init)), strict=True)
+        warm_start(model, load_file(str(args.init)))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     gen = torch.Generator().manual_seed(args.data_seed)
     history = []
@@ -128,6 +142,12 @@ def main() -> None:
         "task": {**TASK, "trigrams": trigrams.tolist()},
         "training": {
             "steps": args.steps,
+            "warm_start": (
+                None
+                if args.init is None
+                else f"{args.init.parent.name}/{args.init.name}: attention, embeddings and unembedding start from it; "
+                "MLP output zero-initialised"
+            ),
             "batch": args.batch,
             "optimizer": "AdamW",
             "lr_peak": args.lr,

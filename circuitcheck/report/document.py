@@ -15,6 +15,7 @@ from circuitcheck.run.execute import FileResult
 from circuitcheck.verdict.judge import Verdict, judge
 
 SCHEMA_VERSION = 1
+EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE = 0, 1, 3
 
 
 def _clean(value: Any) -> Any:
@@ -28,9 +29,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def spec_statistics(plan: FilePlan) -> dict[str, Any]:
+    st = plan.spec.statistics
+    return {"method": "percentile bootstrap over sequences", "resamples": st.bootstrap, "seed": st.seed, "confidence": st.confidence}
+
+
 def verdicts(result: FileResult) -> list[Verdict]:
-    specs = {c.id: c for c in result.plan.spec.claims}
-    return [judge(specs[r.claim_id], r) for r in result.claims]
+    spec = result.plan.spec
+    claims = {c.id: c for c in spec.claims}
+    return [judge(claims[r.claim_id], r, spec.statistics) for r in result.claims]
 
 
 def build_document(result: FileResult, argv: list[str] | None = None) -> dict[str, Any]:
@@ -43,6 +50,8 @@ def build_document(result: FileResult, argv: list[str] | None = None) -> dict[st
             "statement": v.statement,
             "verdict": v.verdict,
             "estimate": v.estimate,
+            "ci_low": v.ci_low,
+            "ci_high": v.ci_high,
             "threshold": v.threshold,
             "metric": v.metric,
             "sentence": v.sentence,
@@ -52,17 +61,20 @@ def build_document(result: FileResult, argv: list[str] | None = None) -> dict[st
         for v in found
     ]
     failed = sum(v.verdict == "fail" for v in found)
+    inconclusive = sum(v.verdict == "inconclusive" for v in found)
     return _clean(
         {
             "schema_version": SCHEMA_VERSION,
             "name": plan.name,
             "summary": {
                 "total": len(found),
-                "passed": len(found) - failed,
+                "passed": len(found) - failed - inconclusive,
                 "failed": failed,
-                "exit_code": 1 if failed else 0,
+                "inconclusive": inconclusive,
+                "exit_code": EXIT_FAIL if failed else EXIT_INCONCLUSIVE if inconclusive else EXIT_PASS,
             },
             "claims": claims,
+            "statistics": spec_statistics(plan),
             "self_checks": [asdict(c) for c in result.self_checks],
             "timing": {"seconds": result.seconds, "forward_rows": result.n_forward_rows, **result.timings},
             "provenance": provenance(plan, argv),

@@ -8,18 +8,25 @@ from typing import Any
 
 from tabulate import tabulate
 
-MARK = {"pass": "PASS", "fail": "FAIL"}
+MARK = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
 
 
 def _fmt(x: Any) -> str:
     return "n/a" if x is None else f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
+def _ci(c: dict[str, Any]) -> str:
+    return f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]"
+
+
 def terminal_table(doc: dict[str, Any]) -> str:
-    rows = [[c["id"], c["kind"], MARK[c["verdict"]], _fmt(c["estimate"]), c["threshold"], c["metric"]] for c in doc["claims"]]
-    table = tabulate(rows, headers=["claim", "kind", "verdict", "estimate", "threshold", "metric"], tablefmt="simple")
+    rows = [[c["id"], c["kind"], MARK[c["verdict"]], _fmt(c["estimate"]), _ci(c), c["threshold"], c["metric"]] for c in doc["claims"]]
+    level = int(doc["statistics"]["confidence"] * 100)
+    headers = ["claim", "kind", "verdict", "estimate", f"{level}% CI", "threshold", "metric"]
+    table = tabulate(rows, headers=headers, tablefmt="simple")
     s = doc["summary"]
-    return f"{doc['name']}: {s['passed']}/{s['total']} claims passed\n{table}"
+    extra = f", {s['inconclusive']} inconclusive" if s["inconclusive"] else ""
+    return f"{doc['name']}: {s['passed']}/{s['total']} claims passed{extra}\n{table}"
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -29,11 +36,11 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"**{s['passed']} of {s['total']} claims passed** on model `{p['model']}`.",
         "",
-        "| claim | kind | verdict | estimate | threshold | metric |",
-        "|---|---|---|---|---|---|",
+        "| claim | kind | verdict | estimate | CI | threshold | metric |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {c['id']} | {c['kind']} | {MARK[c['verdict']]} | {_fmt(c['estimate'])} | {c['threshold']} | {c['metric']} |"
+        f"| {c['id']} | {c['kind']} | {MARK[c['verdict']]} | {_fmt(c['estimate'])} | {_ci(c)} | {c['threshold']} | {c['metric']} |"
         for c in doc["claims"]
     ]
     for c in doc["claims"]:
@@ -42,6 +49,8 @@ def markdown(doc: dict[str, Any]) -> str:
             lines += ["", f"Seed figure: {c['seed_figure']}."]
         details = ", ".join(f"{k} = {_fmt(v)}" for k, v in c["details"].items())
         lines += ["", f"Details: {details}"]
+    st = doc["statistics"]
+    lines += ["", "## Statistics", "", f"Intervals: {st['method']}, {st['resamples']} resamples, seed {st['seed']}, {st['confidence']:.0%} two-sided."]
     lines += ["", "## Self-checks", ""]
     lines += [f"- {'ok' if c['passed'] else 'FAILED'}: **{c['name']}**: {c['detail']}" for c in doc["self_checks"]]
     lines += ["", "## Provenance", "", "| field | value |", "|---|---|"]

@@ -64,3 +64,11 @@ class PositionSelection(Strict):
 ROLES = ROLE_NAMES[1:]
 
 ClaimId = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$", description="Unique id, e.g. T1")
+
+
+class Statistics(Strict):
+    """How uncertainty is estimated: a seeded bootstrap over sequences."""
+
+    bootstrap: int = Field(default=1000, ge=100, le=100_000, description="Bootstrap resamples")
+    seed: int = Field(default=0, description="Seed of the bootstrap resampling")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Two-sided interval level")

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model, model_vali
 
 from circuitcheck.errors import SpecError, SpecErrors
 from circuitcheck.plugins import load_extensions
-from circuitcheck.spec.base import PositionSelection, Strict
+from circuitcheck.spec.base import PositionSelection, Statistics, Strict
 from circuitcheck.spec.yaml_source import SourceMap, read_yaml
 
 _COMPONENT = re.compile(r"^(embed|pos_embed|\d+\.\d+|(attn|mlp)\d+|[A-Za-z0-9_.]*hook_[A-Za-z0-9_]+)$")
@@ -25,6 +25,7 @@ class HypothesisBase(Strict):
     name: str | None = Field(default=None, description="Report name; defaults to the file name")
     model: str = Field(description="Zoo model name, or a directory holding card.json")
     positions: dict[str, PositionSelection] = Field(default_factory=dict)
+    statistics: Statistics = Field(default_factory=Statistics)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Any:

@@ -1,14 +1,23 @@
-"""Result -> Verdict: compare each estimate with its threshold."""
+"""Result -> Verdict: an estimate, its bootstrap interval, and a three-way verdict.
+
+pass: the whole interval is on the passing side of the threshold; fail: the whole
+interval is on the failing side (or the estimate is undefined); inconclusive:
+the interval straddles the threshold.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from circuitcheck.run.execute import ClaimResult
+import torch
 
-Outcome = Literal["pass", "fail"]
+from circuitcheck.run.execute import ClaimResult
+from circuitcheck.spec.base import Statistics, Threshold
+
+Outcome = Literal["pass", "fail", "inconclusive"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +27,8 @@ class Verdict:
     statement: str
     verdict: Outcome
     estimate: float
+    ci_low: float
+    ci_high: float
     threshold: str
     metric: str
     sentence: str
@@ -26,18 +37,63 @@ class Verdict:
     seconds: float
 
 
-def judge(spec_claim: Any, result: ClaimResult) -> Verdict:
+def claim_seed(base: int, claim_id: str) -> int:
+    """A per-claim bootstrap seed that does not change when claims are reordered."""
+    digest = hashlib.sha256(f"{base}:{claim_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def interval(draws: torch.Tensor, confidence: float) -> tuple[float, float]:
+    finite = draws[torch.isfinite(draws)]
+    if len(finite) < 0.9 * len(draws):
+        return math.nan, math.nan
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = torch.quantile(finite, torch.tensor([alpha, 1.0 - alpha], dtype=finite.dtype)).tolist()
+    return lo, hi
+
+
+def decide(estimate: float, lo: float, hi: float, threshold: Threshold) -> Outcome:
+    if math.isnan(estimate) or math.isnan(lo):
+        return "fail"
+    if threshold.passes(lo) and threshold.passes(hi):
+        return "pass"
+    if not threshold.passes(lo) and not threshold.passes(hi):
+        return "fail"
+    return "inconclusive"
+
+
+def _more_data_hint(estimate: float, lo: float, hi: float, threshold: Threshold, n_sequences: int | None) -> str:
+    margin = abs(estimate - threshold.value)
+    half = (hi - lo) / 2.0
+    if not n_sequences or margin <= 0 or half <= 0:
+        return " The estimate sits on the threshold; no sample size resolves it."
+    needed = math.ceil(n_sequences * (half / margin) ** 2)
+    return f" The sample is too small for a margin of {margin:.3g}: about {needed} sequences would resolve it."
+
+
+def judge(spec_claim: Any, result: ClaimResult, stats: Statistics) -> Verdict:
     m = result.measurement
-    ok = not math.isnan(m.estimate) and spec_claim.threshold.passes(m.estimate)
-    outcome: Outcome = "pass" if ok else "fail"
-    relation = "meets" if ok else "misses"
-    sentence = f"{m.found}. Estimate {m.estimate:.4g} {relation} the threshold {spec_claim.threshold}."
+    estimate = m.estimate
+    lo = hi = estimate
+    if m.stats is not None:
+        draws = m.stats.bootstrap(stats.bootstrap, claim_seed(stats.seed, spec_claim.id))
+        lo, hi = interval(draws, stats.confidence)
+    outcome = decide(estimate, lo, hi, spec_claim.threshold)
+    ci = f"[{int(stats.confidence * 100)}% CI {lo:.4g}, {hi:.4g}]"
+    relation = {"pass": "meets", "fail": "misses", "inconclusive": "is inconclusive against"}[outcome]
+    sentence = f"{m.found}. Estimate {estimate:.4g} {ci} {relation} the threshold {spec_claim.threshold}."
+    if outcome == "inconclusive":
+        sentence += _more_data_hint(estimate, lo, hi, spec_claim.threshold, m.details.get("n_sequences"))
+    if math.isnan(estimate):
+        sentence += " The estimate is undefined, which counts as a failure."
     return Verdict(
         claim_id=spec_claim.id,
         kind=spec_claim.kind,
         statement=spec_claim.statement,
         verdict=outcome,
-        estimate=m.estimate,
+        estimate=estimate,
+        ci_low=lo,
+        ci_high=hi,
         threshold=str(spec_claim.threshold),
         metric=spec_claim.metric_name,
         sentence=sentence,
