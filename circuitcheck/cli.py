@@ -66,7 +66,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-def _run_one(path: Path, args: argparse.Namespace, argv: list[str]) -> int:
+def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[dict]) -> int:
     from circuitcheck.plan.compile import compile_file
     from circuitcheck.report.document import build_document
     from circuitcheck.report.render import terminal_table, write_reports
@@ -77,6 +77,7 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str]) -> int:
     with _stage(f"running {len(plan.claims)} claims of {path}", args.quiet):
         result = run_file(plan, max_rows=args.max_rows)
     doc = build_document(result, argv)
+    docs.append(doc)
     written = write_reports(doc, Path(args.report_dir))
     if not args.quiet:
         print(terminal_table(doc))
@@ -89,13 +90,18 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str]) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     argv = ["circuitcheck", *sys.argv[1:]] if sys.argv[0].endswith("circuitcheck") else ["circuitcheck", "run", *args.files]
-    codes = []
+    codes: list[int] = []
+    docs: list[dict] = []
     for path in args.files:
         try:
-            codes.append(_run_one(Path(path), args, argv))
+            codes.append(_run_one(Path(path), args, argv, docs))
         except CircuitcheckError as err:
             _err(str(err))
             codes.append(EXIT_INVALID)
+    if args.junit:
+        from circuitcheck.report.junit import write_junit
+
+        print(f"junit: {write_junit(docs, Path(args.junit))}")
     for worst in (EXIT_INVALID, EXIT_FAIL, EXIT_INCONCLUSIVE):
         if worst in codes:
             return worst
@@ -113,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default=None, help="run against this model instead of the file's")
     run.add_argument("--max-rows", type=int, default=4096, help="largest stacked batch per forward pass")
     run.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
+    run.add_argument("--junit", default=None, metavar="PATH", help="also write a JUnit XML report of every file run")
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check files without loading a model")

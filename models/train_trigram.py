@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint (a second training phase)")
     ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--train-only-mlp", action="store_true", help="freeze everything but the MLP and its norm")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.data_seed)
@@ -99,7 +100,8 @@ def main() -> None:
     model = build_bridge(config)
     if args.init is not None:
         warm_start(model, load_file(str(args.init)))
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    params = [p for n, p in model.named_parameters() if not args.train_only_mlp or ".mlp." in n or ".ln2." in n]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     gen = torch.Generator().manual_seed(args.data_seed)
     history = []
     t0 = time.time()
@@ -148,6 +150,7 @@ def main() -> None:
                 else f"{args.init.parent.name}/{args.init.name}: attention, embeddings and unembedding start from it; "
                 "MLP output zero-initialised"
             ),
+            "trained_parameters": "MLP and ln2 only" if args.train_only_mlp else "all",
             "batch": args.batch,
             "optimizer": "AdamW",
             "lr_peak": args.lr,

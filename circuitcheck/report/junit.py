@@ -1,0 +1,37 @@
+"""JUnit XML for CI servers: one test case per claim, one suite per hypothesis file."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+
+def junit_xml(docs: list[dict[str, Any]]) -> str:
+    suites = ET.Element("testsuites", name="circuitcheck")
+    for doc in docs:
+        s = doc["summary"]
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=doc["name"],
+            tests=str(s["total"]),
+            failures=str(s["failed"]),
+            skipped=str(s["inconclusive"]),
+            time=f"{doc['timing']['seconds']:.3f}",
+        )
+        for claim in doc["claims"]:
+            case = ET.SubElement(suite, "testcase", classname=doc["name"], name=claim["id"])
+            body = f"{claim['statement']}\n{claim['sentence']}"
+            if claim["verdict"] == "fail":
+                ET.SubElement(case, "failure", message=claim["sentence"][:200]).text = body
+            elif claim["verdict"] == "inconclusive":
+                ET.SubElement(case, "skipped", message="inconclusive: " + claim["sentence"][:200]).text = body
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_junit(docs: list[dict[str, Any]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(junit_xml(docs))
+    return path
