@@ -77,6 +77,10 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[d
     with _stage(f"running {len(plan.claims)} claims of {path}", args.quiet):
         result = run_file(plan, max_rows=args.max_rows)
     doc = build_document(result, argv)
+    if args.baseline:
+        from circuitcheck.verdict.baseline import apply_baseline
+
+        apply_baseline(doc, Path(args.baseline), {c.id: c.regression_tolerance for c in plan.spec.claims})
     docs.append(doc)
     written = write_reports(doc, Path(args.report_dir))
     if not args.quiet:
@@ -108,6 +112,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from circuitcheck.verdict.baseline import update_baseline
+
+    docs: list[dict] = []
+    for path in args.files:
+        _run_one(Path(path), args, ["circuitcheck", "baseline", *args.files], docs)
+    print(f"baseline: {update_baseline(Path(args.out), docs)} ({sum(len(d['claims']) for d in docs)} claims)")
+    return EXIT_PASS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitcheck", description="Test circuit hypotheses written as YAML files.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
@@ -120,6 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-rows", type=int, default=4096, help="largest stacked batch per forward pass")
     run.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
     run.add_argument("--junit", default=None, metavar="PATH", help="also write a JUnit XML report of every file run")
+    run.add_argument("--baseline", default=None, metavar="JSON", help="fail claims that regressed against this baseline")
+
+    base = sub.add_parser("baseline", help="run files and write (or update) a baseline of their estimates")
+    base.add_argument("files", nargs="+")
+    base.add_argument("--out", required=True, metavar="JSON", help="the baseline file to write or update")
+    base.add_argument("--report-dir", default="reports")
+    base.add_argument("--model", default=None)
+    base.add_argument("--max-rows", type=int, default=4096)
+    base.add_argument("--quiet", action="store_true")
+    base.set_defaults(func=cmd_baseline, junit=None, baseline=None)
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check files without loading a model")

@@ -130,3 +130,18 @@ def test_report_dir_default_is_reports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(HYPOTHESES / "trigram.yaml"), "--quiet"]) == 0
     assert (Path("reports") / "trigram.json").exists()
+
+
+def test_junit_report_has_a_case_per_claim(tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+
+    junit = tmp_path / "junit.xml"
+    main(["run", str(HYPOTHESES / "examples" / "false-claim.yaml"), "--report-dir", str(tmp_path), "--junit", str(junit), "--quiet"])
+    root = ET.parse(junit).getroot()
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("name") == "false-claim" and suite.get("failures") == "1"
+    case = suite.find("testcase")
+    assert case is not None and case.get("name") == "mlp-alone"
+    failure = case.find("failure")
+    assert failure is not None and "The MLP completes trigrams" in (failure.text or "")
+    capsys.readouterr()

@@ -54,6 +54,9 @@ class ClaimSpec(Strict):
     kind: str
     threshold: Threshold
     seed_figure: str | None = Field(default=None, description="What the reference material measured")
+    regression_tolerance: float = Field(
+        default=0.0, ge=0.0, description="With --baseline: how far the estimate may worsen beyond its interval width"
+    )
 
     kind_name: ClassVar[str] = ""
 
