@@ -138,3 +138,23 @@ def test_association_counts_match_set_arithmetic(tiny_model):
     assert m.details["n_both"] == len(left & right)
     assert m.estimate == pytest.approx(len(left & right) / len(left | right))
     assert 0 < len(left) and 0 < len(right)
+
+
+def test_random_baseline_gives_a_p_value(tiny_model):
+    claim = ablation(mode="necessity", components=["1.1"], effect="absolute_drop", random_baseline={"n": 30, "seed": 2})
+    est, details = estimate(tiny_model, claim)
+    assert details["random_n"] == 30
+    assert 1 / 31 <= details["p_value"] <= 1.0
+    plan = make_plan(tiny_model, [claim])
+    described = "\n".join(plan.claims[0].describe)
+    assert "30 random circuits of 1 component site(s), seed 2" in described
+    assert "random0" not in described
+
+
+def test_random_baseline_of_everything_is_refused(tiny_model):
+    from circuitcheck.errors import PlanError
+
+    everything = ["embed", "pos_embed", "attn0", "mlp0", "attn1", "mlp1"]
+    claim = ablation(mode="sufficiency", components=everything, random_baseline={"n": 10, "seed": 0})
+    with pytest.raises(PlanError, match="are not random"):
+        make_plan(tiny_model, [claim])

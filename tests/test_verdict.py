@@ -78,3 +78,11 @@ def test_large_samples_far_from_the_threshold_pass():
     v = judge(Claim(Threshold(at_least=0.5)), noisy_result(0.8, 2000), Statistics())
     assert v.verdict == "pass" and v.ci_low > 0.5
     assert "[95% CI" in v.sentence
+
+
+def test_holm_matches_a_hand_computation():
+    from circuitcheck.verdict.multiple import holm
+
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []

@@ -17,10 +17,22 @@ from pydantic import Field, model_validator
 
 from circuitcheck.claims.ablation_common import AblationMethod, ablation_edits
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_mean
+from circuitcheck.errors import PlanError
 from circuitcheck.plan.components import complement, model_components, resolve_components
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, Variant
 from circuitcheck.plan.positions import ALL
 from circuitcheck.run.stats import SequenceStats, Totals, per_sequence, safe_ratio
+from circuitcheck.spec.base import Strict
+
+
+class RandomBaseline(Strict):
+    """Compare with ``n`` random circuits of the same size (components drawn without replacement)."""
+
+    n: int = Field(ge=10, le=10_000)
+    seed: int
+    alpha: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="If set, the claim also needs a Holm-adjusted p-value below alpha"
+    )
 
 
 @claim_kind
@@ -36,6 +48,7 @@ class AblationClaim(ClaimSpec):
     effect: Literal["absolute_drop", "relative_drop"] | None = Field(
         default=None, description="necessity only: how the drop is expressed"
     )
+    random_baseline: RandomBaseline | None = None
 
     @model_validator(mode="after")
     def _effect_matches_mode(self) -> AblationClaim:
@@ -58,6 +71,31 @@ class AblationClaim(ClaimSpec):
 
         return statistic
 
+    def _random_variants(self, ctx: CompileContext, size: int, edits: Callable[[list], tuple]) -> dict[str, Variant]:
+        if self.random_baseline is None:
+            return {}
+        everything = resolve_components(ctx.model, model_components(ctx.model), ())
+        if size == 0 or size >= len(everything):
+            raise PlanError(ctx.path + ("random_baseline",), f"random circuits of size {size} out of {len(everything)} components are not random", "drop random_baseline")
+        gen = torch.Generator().manual_seed(self.random_baseline.seed)
+        out = {}
+        for i in range(self.random_baseline.n):
+            pick = [everything[j] for j in torch.randperm(len(everything), generator=gen)[:size].tolist()]
+            ablate = pick if self.mode == "necessity" else complement(ctx.model, pick)
+            out[f"random{i}"] = Variant(edits=edits(ablate))
+        return out
+
+    def _random_details(self, stats: SequenceStats, random_sums: dict[str, torch.Tensor], observed: float) -> dict:
+        role = "ablated" if self.mode == "necessity" else "circuit"
+        totals = stats.totals()
+        values = torch.stack([stats.statistic(totals | {role: s.sum()}) for s in random_sums.values()])
+        at_least_as_good = int((values >= observed).sum()) if observed == observed else len(values)
+        return {
+            "random_n": len(values),
+            "random_mean": float(values.nanmean()),
+            "p_value": (1 + at_least_as_good) / (1 + len(values)),
+        }
+
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         metric = ctx.metric(self.metric)
         mask = ctx.scored(self.positions)
@@ -77,19 +115,25 @@ class AblationClaim(ClaimSpec):
                 "empty": Variant(edits=edits(everything)),
             }
 
+        randoms = self._random_variants(ctx, len(sites), edits)
+        variants |= randoms
+
         def score(out: ClaimOutputs) -> Measurement:
             def sums(logits: torch.Tensor) -> torch.Tensor:
                 return per_sequence(masked_mean(metric, logits, out.batch, mask, out.clean_logits), mask)
 
             per_seq = {"n": mask.sum(1).double(), "full": sums(out.clean_logits)}
             for role in variants:
-                per_seq[role] = sums(out.logits(role))
+                if role not in randoms:
+                    per_seq[role] = sums(out.logits(role))
             stats = SequenceStats(per_seq, self._statistic(sign))
             t = {k: float(v) for k, v in stats.totals().items()}
             means = {f"metric_{k}": t[k] / t["n"] for k in per_seq if k != "n"}
             estimate = stats.estimate()
             details = means | {"n_examples": int(t["n"]), "n_sequences": int((per_seq["n"] > 0).sum()), "method": self.method}
             full = means["metric_full"]
+            if randoms:
+                details |= self._random_details(stats, {r: sums(out.logits(r)) for r in randoms}, estimate)
             if self.mode == "necessity":
                 details["drop"] = sign * (full - means["metric_ablated"])
                 found = (
@@ -105,7 +149,11 @@ class AblationClaim(ClaimSpec):
                     found += "; undefined because ablating everything does not change the metric"
             return Measurement(estimate, found, details, stats)
 
-        lines = tuple(f"{role}: {v.describe()}" for role, v in variants.items()) + (
+        lines = tuple(f"{role}: {v.describe()}" for role, v in variants.items() if role not in randoms) + (
             f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions)",
         )
+        if self.random_baseline is not None:
+            rb = self.random_baseline
+            lines += (f"baseline: {rb.n} random circuits of {len(sites)} component site(s), seed {rb.seed} "
+                      f"({len(set(randoms.values()))} distinct)",)
         return ClaimPlan(self.id, self.kind, variants, frozenset(), lines, score)

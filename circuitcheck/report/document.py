@@ -13,6 +13,7 @@ from circuitcheck.plan.compile import FilePlan
 from circuitcheck.report.provenance import provenance
 from circuitcheck.run.execute import FileResult
 from circuitcheck.verdict.judge import Verdict, judge
+from circuitcheck.verdict.multiple import apply_holm
 
 SCHEMA_VERSION = 1
 EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE = 0, 1, 3
@@ -37,7 +38,9 @@ def spec_statistics(plan: FilePlan) -> dict[str, Any]:
 def verdicts(result: FileResult) -> list[Verdict]:
     spec = result.plan.spec
     claims = {c.id: c for c in spec.claims}
-    return [judge(claims[r.claim_id], r, spec.statistics) for r in result.claims]
+    judged = [judge(claims[r.claim_id], r, spec.statistics) for r in result.claims]
+    alphas = {c.id: getattr(getattr(c, "random_baseline", None), "alpha", None) for c in spec.claims}
+    return apply_holm(judged, alphas)
 
 
 def build_document(result: FileResult, argv: list[str] | None = None) -> dict[str, Any]:
