@@ -62,7 +62,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         for line in claim.describe:
             print(f"  - {line}")
     if args.hooks:
-        print("\nhook names:\n  " + "\n  ".join(sorted(plan.loaded.model.hook_dict)))
+        from circuitcheck.plan.components import available_hooks
+
+        print("\nhook names (forward order):\n  " + "\n  ".join(available_hooks(plan.loaded.model)))
     return EXIT_PASS
 
 

@@ -158,3 +158,34 @@ def test_random_baseline_of_everything_is_refused(tiny_model):
     claim = ablation(mode="sufficiency", components=everything, random_baseline={"n": 10, "seed": 0})
     with pytest.raises(PlanError, match="are not random"):
         make_plan(tiny_model, [claim])
+
+
+def test_floor_checks_the_per_example_quantile(tiny_model):
+    from circuitcheck.spec.base import Statistics
+    from circuitcheck.verdict.judge import judge
+
+    def verdict(at_least):
+        claim = ablation(mode="necessity", components=["attn1", "mlp1"], effect="absolute_drop",
+                         threshold={"at_most": 100.0}, floor={"quantile": 0.1, "at_least": at_least})
+        result = run_file(make_plan(tiny_model, [claim])).claims[0]
+        return judge(claim, result, Statistics(bootstrap=200)), result
+
+    low, result = verdict(-100.0)
+    per_example = result.measurement.per_example
+    assert per_example is not None and len(per_example) == N  # one scored position per sequence
+    assert per_example.mean().item() == pytest.approx(result.measurement.estimate, abs=1e-6)
+    assert low.verdict == "pass" and "meeting the floor" in low.sentence
+    high, _ = verdict(100.0)
+    assert high.verdict == "fail" and "below the floor 100" in high.sentence
+    assert high.details["floor_value"] == pytest.approx(float(torch.quantile(per_example, 0.1)))
+
+
+def test_floor_on_a_kind_without_per_example_scores_is_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="cannot take a 'floor'"):
+        AssociationClaim.model_validate(
+            dict(id="t", statement="s", kind="association", positions="all", metric="jaccard", threshold={"at_least": 0.5},
+                 floor={"quantile": 0.1, "at_least": 0.0},
+                 left={"kind": "role", "role": "Y"}, right={"kind": "correct_prob", "above": 0.1})
+        )

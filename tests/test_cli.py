@@ -145,3 +145,11 @@ def test_junit_report_has_a_case_per_claim(tmp_path, capsys):
     failure = case.find("failure")
     assert failure is not None and "The MLP completes trigrams" in (failure.text or "")
     capsys.readouterr()
+
+
+def test_disabled_hook_is_a_plan_error(tmp_path, capsys):
+    path = tmp_path / "h.yaml"
+    path.write_text(VALID_FILE.lstrip("\n").replace('components: ["0.0"]', 'components: ["blocks.0.hook_mlp_in"]'))
+    assert main(["explain", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:15:" in err and "exists but is disabled in this model" in err

@@ -149,3 +149,27 @@ def test_derangement_has_no_fixed_point(n):
     perm = derangement(n, seed=n)
     assert sorted(perm.tolist()) == list(range(n))
     assert not (perm == torch.arange(n)).any()
+
+
+def test_non_finite_activations_are_named_by_hook(tiny_model, setup):
+    from circuitcheck.run.execute import first_nonfinite_hook
+
+    data, _, _, _ = setup
+    ln = tiny_model.blocks[1].ln2
+    weight = ln.weight.detach().clone()
+    try:
+        with torch.no_grad():
+            ln.weight[0] = float("nan")
+        assert first_nonfinite_hook(tiny_model, data.inputs[CLEAN][:1]) == "blocks.1.ln2.hook_out"
+    finally:
+        with torch.no_grad():
+            ln.weight.copy_(weight)
+    assert first_nonfinite_hook(tiny_model, data.inputs[CLEAN][:1]) is None
+
+
+def test_an_edit_that_writes_nan_is_an_error(tiny_model, setup):
+    data, _, _, _ = setup
+    cache = {"blocks.0.hook_mlp_out": torch.full((N_SEQS, SEQ, TINY_CONFIG["d_model"]), float("nan"))}
+    edit = HookEdit(HookSite("blocks.0.hook_mlp_out"), "all", "clean")
+    with pytest.raises(SelfCheckError, match=r"non-finite values after the edit .* at hook 'blocks.0.hook_mlp_out', sequence 0"):
+        run_variants(tiny_model, [Variant(edits=(edit,))], data, Replacements(cache))

@@ -10,7 +10,7 @@ sufficiency: ablate everything except ``components``; estimate =
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -38,6 +38,7 @@ class RandomBaseline(Strict):
 @claim_kind
 class AblationClaim(ClaimSpec):
     kind: Literal["ablation"] = "ablation"
+    supports_floor: ClassVar[bool] = True
     mode: Literal["necessity", "sufficiency"]
     components: list[str] = Field(description="embed, pos_embed, L.H, attnL, mlpL, or hook names")
     method: AblationMethod
@@ -96,6 +97,18 @@ class AblationClaim(ClaimSpec):
             "p_value": (1 + at_least_as_good) / (1 + len(values)),
         }
 
+    def _per_example(self, out: ClaimOutputs, metric: Any, mask: torch.Tensor, means: dict, sign: float) -> torch.Tensor:
+        """Each example's contribution on the estimate's scale (aggregate terms use the means)."""
+        def scores(logits: torch.Tensor) -> torch.Tensor:
+            return masked_mean(metric, logits, out.batch, mask, out.clean_logits).double()
+
+        full = scores(out.clean_logits)
+        if self.mode == "necessity":
+            drop = sign * (full - scores(out.logits("ablated")))
+            return drop if self.effect == "absolute_drop" else drop / abs(means["metric_full"])
+        empty = means["metric_empty"]
+        return (scores(out.logits("circuit")) - empty) / (means["metric_full"] - empty)
+
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         metric = ctx.metric(self.metric)
         mask = ctx.scored(self.positions)
@@ -147,7 +160,7 @@ class AblationClaim(ClaimSpec):
                 )
                 if estimate != estimate:
                     found += "; undefined because ablating everything does not change the metric"
-            return Measurement(estimate, found, details, stats)
+            return Measurement(estimate, found, details, stats, self._per_example(out, metric, mask, means, sign))
 
         lines = tuple(f"{role}: {v.describe()}" for role, v in variants.items() if role not in randoms) + (
             f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions)",

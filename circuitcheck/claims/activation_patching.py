@@ -6,7 +6,7 @@ scored against the *clean* next tokens.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -42,6 +42,7 @@ def fraction_recovered(t: Totals) -> torch.Tensor:
 @claim_kind
 class ActivationPatchingClaim(ClaimSpec):
     kind: Literal["activation_patching"] = "activation_patching"
+    supports_floor: ClassVar[bool] = True
     corruption: Corruption
     patch: list[str] = Field(min_length=1, description="Components whose clean activations are patched in")
     patch_at: str = Field(default=ALL, description="Positions where clean activations are patched in")
@@ -82,7 +83,9 @@ class ActivationPatchingClaim(ClaimSpec):
                 "metric_patched": t["patched"],
                 "n_examples": int(mask.sum()),
             }
-            return Measurement(estimate, found, details, stats)
+            patched = masked_mean(metric, out.logits("patched"), out.batch, mask, out.clean_logits).double()
+            per_example = (patched - t["corrupted"]) / (t["clean"] - t["corrupted"])
+            return Measurement(estimate, found, details, stats, per_example)
 
         lines = tuple(f"{role}: {v.describe()}" for role, v in variants.items()) + (
             f"corruption: {self.corruption.scheme} at '{self.corruption.positions}' (seed {self.corruption.seed})",

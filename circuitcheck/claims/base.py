@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from circuitcheck.data.batch import TokenBatch
 from circuitcheck.errors import PlanError
@@ -18,7 +18,7 @@ from circuitcheck.metrics import Metric, metrics
 from circuitcheck.plan.interventions import ClaimPlan
 from circuitcheck.plan.positions import scored_mask
 from circuitcheck.registry import Registry
-from circuitcheck.spec.base import ClaimId, Strict, Threshold
+from circuitcheck.spec.base import ClaimId, Floor, Strict, Threshold
 
 MetricName = str
 
@@ -57,8 +57,17 @@ class ClaimSpec(Strict):
     regression_tolerance: float = Field(
         default=0.0, ge=0.0, description="With --baseline: how far the estimate may worsen beyond its interval width"
     )
+    floor: Floor | None = Field(default=None, description="Optional worst-case bound on per-example scores")
 
     kind_name: ClassVar[str] = ""
+    supports_floor: ClassVar[bool] = False
+    """Kinds whose measurements carry per-example scores set this."""
+
+    @model_validator(mode="after")
+    def _floor_supported(self) -> ClaimSpec:
+        if self.floor is not None and not self.supports_floor:
+            raise ValueError(f"claim kind {self.kind!r} has no per-example scores, so it cannot take a 'floor'")
+        return self
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         raise NotImplementedError

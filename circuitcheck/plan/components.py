@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +42,31 @@ def model_components(model: Any) -> list[str]:
     return names
 
 
+_HOOKS: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def available_hooks(model: Any) -> tuple[str, ...]:
+    """Hook names that fire in a forward pass, in forward order.
+
+    ``hook_dict`` also lists hooks TL disables by default (``hook_mlp_in`` ...), which
+    cannot be attached; one probe pass on a 2-token input finds the ones that work.
+    """
+    if model not in _HOOKS:
+        import torch
+
+        with torch.no_grad():
+            _, cache = model.run_with_cache(torch.zeros(1, 2, dtype=torch.long))
+        _HOOKS[model] = tuple(cache.keys())
+    return _HOOKS[model]
+
+
 def check_hook_name(model: Any, name: str, path: tuple[str | int, ...]) -> str:
-    if name in model.hook_dict:
+    hooks = available_hooks(model)
+    if name in hooks:
         return name
-    guess = difflib.get_close_matches(name, list(model.hook_dict), n=1, cutoff=0.6)
+    if name in model.hook_dict:
+        raise PlanError(path, f"hook {name!r} exists but is disabled in this model and never fires", "use another hook; `circuitcheck explain --hooks` lists the usable ones")
+    guess = difflib.get_close_matches(name, list(hooks), n=1, cutoff=0.6)
     fix = f"did you mean {guess[0]!r}?" if guess else "run `circuitcheck explain` to list hook names"
     raise PlanError(path, f"unknown hook {name!r}", fix)
 

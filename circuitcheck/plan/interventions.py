@@ -52,6 +52,8 @@ class Measurement:
     found: str
     details: dict[str, Any] = field(default_factory=dict)
     stats: SequenceStats | None = None
+    per_example: torch.Tensor | None = None
+    """Per-example scores on the estimate's scale, for worst-case floors."""
 
 
 @dataclass(frozen=True)

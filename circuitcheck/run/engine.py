@@ -165,6 +165,9 @@ def _stacked_editor(
         for k, edit in hook_edits:
             mask = data.masks[edit.positions][rows]
             parts[k] = apply_edit(parts[k], edit, repl.values(edit, rows), mask)
+            if not torch.isfinite(parts[k]).all():
+                seq = int(rows[(~torch.isfinite(parts[k])).reshape(len(rows), -1).any(1).nonzero()[0, 0]])
+                raise SelfCheckError(f"non-finite values after the edit '{edit}' at hook {edit.site.hook!r}, sequence {seq}")
         return torch.cat(parts)
 
     return edit_all

@@ -10,9 +10,10 @@ import torch
 
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.compile import FilePlan
+from circuitcheck.plan.components import available_hooks
 from circuitcheck.plan.interventions import CLEAN, ClaimOutputs, HookEdit, Measurement, Variant
 from circuitcheck.plan.positions import ALL
-from circuitcheck.run.engine import DEFAULT_MAX_ROWS, EngineInputs, Replacements, clean_run, run_variants
+from circuitcheck.run.engine import DEFAULT_MAX_ROWS, EngineInputs, Replacements, clean_run, counted_hooks, run_variants
 
 IDENTITY_ATOL = 1e-5
 
@@ -55,11 +56,30 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max()) if a.numel() else 0.0
 
 
-def _check_finite(name: str, logits: torch.Tensor) -> None:
+def _check_finite(name: str, logits: torch.Tensor, model: Any = None, tokens: torch.Tensor | None = None) -> None:
     bad = ~torch.isfinite(logits)
     if bad.any():
         seq, pos = (int(x) for x in bad.nonzero()[0][:2])
-        raise SelfCheckError(f"non-finite logits in run '{name}' at sequence {seq}, position {pos}")
+        where = ""
+        if model is not None and tokens is not None:
+            where = f"; first non-finite activation at hook {first_nonfinite_hook(model, tokens[seq : seq + 1])!r}"
+        raise SelfCheckError(f"non-finite logits in run '{name}' at sequence {seq}, position {pos}{where}")
+
+
+def first_nonfinite_hook(model: Any, tokens: torch.Tensor) -> str | None:
+    """Replay one sequence, watching every hook in forward order, to name where NaN/inf appear."""
+    seen: list[str] = []
+
+    def watch(name: str) -> Any:
+        def check(act: torch.Tensor) -> None:
+            if isinstance(act, torch.Tensor) and act.is_floating_point() and not torch.isfinite(act).all():
+                seen.append(name)
+
+        return check
+
+    with counted_hooks(model, {name: watch(name) for name in available_hooks(model)}), torch.no_grad():
+        model(tokens)
+    return seen[0] if seen else None
 
 
 def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS, progress: Any = None) -> FileResult:
@@ -78,7 +98,7 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS, progress: Any = N
     with torch.no_grad():
         t0 = time.perf_counter()
         clean_logits, cache = clean_run(model, plan.batch.tokens, capture, max_rows)
-        _check_finite(CLEAN, clean_logits)
+        _check_finite(CLEAN, clean_logits, model, plan.batch.tokens)
         data = EngineInputs(plan.inputs, plan.masks)
         t1 = time.perf_counter()
         outs = run_variants(model, runs, data, Replacements(cache), max_rows)

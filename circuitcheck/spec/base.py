@@ -72,3 +72,11 @@ class Statistics(Strict):
     bootstrap: int = Field(default=1000, ge=100, le=100_000, description="Bootstrap resamples")
     seed: int = Field(default=0, description="Seed of the bootstrap resampling")
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Two-sided interval level")
+
+
+class Floor(Strict):
+    """A worst-case bound next to the mean: the ``quantile`` of per-example scores (on the
+    estimate's scale) must be at least ``at_least``, e.g. ``{quantile: 0.1, at_least: 0.2}``."""
+
+    quantile: float = Field(gt=0.0, lt=1.0)
+    at_least: float

@@ -86,6 +86,18 @@ def judge(spec_claim: Any, result: ClaimResult, stats: Statistics) -> Verdict:
         sentence += _more_data_hint(estimate, lo, hi, spec_claim.threshold, m.details.get("n_sequences"))
     if math.isnan(estimate):
         sentence += " The estimate is undefined, which counts as a failure."
+    details = dict(m.details)
+    floor = getattr(spec_claim, "floor", None)
+    if floor is not None and m.per_example is not None and len(m.per_example):
+        worst = float(torch.quantile(m.per_example.double(), floor.quantile))
+        held = worst >= floor.at_least
+        details |= {"floor_quantile": floor.quantile, "floor_value": worst, "floor_at_least": floor.at_least}
+        sentence += (
+            f" Worst case: the {floor.quantile:.0%} quantile of per-example scores is {worst:.4g}, "
+            f"{'meeting' if held else 'below'} the floor {floor.at_least:g}."
+        )
+        if not held:
+            outcome = "fail"
     return Verdict(
         claim_id=spec_claim.id,
         kind=spec_claim.kind,
@@ -97,7 +109,7 @@ def judge(spec_claim: Any, result: ClaimResult, stats: Statistics) -> Verdict:
         threshold=str(spec_claim.threshold),
         metric=spec_claim.metric_name,
         sentence=sentence,
-        details=dict(m.details),
+        details=details,
         seed_figure=spec_claim.seed_figure,
         seconds=result.seconds,
     )
