@@ -27,8 +27,10 @@ def test_trigram_suite_passes_and_writes_reports(tmp_path, capsys):
     t1 = next(c for c in doc["claims"] if c["id"] == "T1")
     assert set(t1["details"]) >= {"precision", "recall", "jaccard"}
     assert t1["estimate"] == t1["details"]["jaccard"]
-    assert {c["name"] for c in doc["self_checks"]} == {"hooks_fired", "identity_patch", "batched_noop", "finite"}
+    assert {c["name"] for c in doc["self_checks"]} == {"hooks_fired", "identity_patch", "batched_noop", "finite", "full_circuit", "empty_circuit"}
+    assert all(c["passed"] for c in doc["self_checks"])
     prov = doc["provenance"]
+    assert prov["seeds"]["bootstrap"] == 0 and prov["seeds"]["claims"]["T8-resample"] == {"resample_seed": 11}
     assert len(prov["checkpoint_sha256"]) == 64 and len(prov["hypothesis_sha256"]) == 64
     assert prov["dataset"]["seed"] == 2024 and prov["command"].startswith("circuitcheck")
     assert "T1" in (tmp_path / "trigram.md").read_text()

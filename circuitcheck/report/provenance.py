@@ -34,6 +34,28 @@ def tensor_sha256(tokens: Any) -> str:
     return hashlib.sha256(tokens.contiguous().numpy().tobytes()).hexdigest()
 
 
+def _seeds_in(data: object, prefix: str = "") -> dict[str, int]:
+    found: dict[str, int] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = f"{prefix}{key}"
+            if "seed" in key and isinstance(value, int):
+                found[name] = value
+            else:
+                found |= _seeds_in(value, f"{name}.")
+    return found
+
+
+def all_seeds(plan: FilePlan) -> dict[str, object]:
+    """Every seed that shaped the report: data, bootstrap, and each claim's own."""
+    claims = {c.id: _seeds_in(c.model_dump()) for c in plan.spec.claims}
+    return {
+        "dataset": _seeds_in(dict(plan.batch.params)),
+        "bootstrap": plan.spec.statistics.seed,
+        "claims": {k: v for k, v in claims.items() if v},
+    }
+
+
 def provenance(plan: FilePlan, argv: list[str] | None = None) -> dict[str, Any]:
     here = plan.path.resolve().parent
     commit = _git(["rev-parse", "HEAD"], here)
@@ -52,6 +74,7 @@ def provenance(plan: FilePlan, argv: list[str] | None = None) -> dict[str, Any]:
         "hypothesis_sha256": hashlib.sha256(plan.path.read_bytes()).hexdigest(),
         "dataset": dict(plan.batch.params),
         "dataset_tokens_sha256": tensor_sha256(plan.batch.tokens),
+        "seeds": all_seeds(plan),
         "git_commit": commit,
         "git_dirty": bool(dirty) if dirty is not None else None,
         "device": "cpu",

@@ -10,7 +10,7 @@ import torch
 
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.compile import FilePlan
-from circuitcheck.plan.components import available_hooks
+from circuitcheck.plan.components import available_hooks, complement, model_components, resolve_components
 from circuitcheck.plan.interventions import CLEAN, ClaimOutputs, HookEdit, Measurement, Variant
 from circuitcheck.plan.positions import ALL
 from circuitcheck.run.engine import DEFAULT_MAX_ROWS, EngineInputs, Replacements, clean_run, counted_hooks, run_variants
@@ -91,7 +91,10 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS, progress: Any = N
             unique.setdefault(variant, len(unique))
     identity = _identity_variant(list(unique))
     noop = Variant()
-    runs = list(unique) + [identity, noop]
+    everything = resolve_components(model, model_components(model), ())
+    keep_all = complement(model, everything)
+    empty = Variant(edits=tuple(HookEdit(s, ALL, "mean") for s in complement(model, [])))
+    runs = list(unique) + [empty, identity, noop]
     capture = {c for claim in plan.claims for c in claim.captures}
     capture |= {e.site.hook for v in runs for e in v.edits}
 
@@ -110,6 +113,8 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS, progress: Any = N
         _compare("identity_patch", "clean activations patched at every edited hook reproduce the clean logits", outs[-2], clean_logits),
         _compare("batched_noop", "an unedited variant stacked with the others reproduces the clean run", outs[-1], clean_logits),
         SelfCheck("finite", True, "all logits finite"),
+        SelfCheck("full_circuit", not keep_all, f"keeping every component ablates nothing ({len(keep_all)} site(s) left to ablate); the unedited run is the model"),
+        _compare("empty_circuit", "with every component mean-ablated the output is the same for every sequence", outs[-3], outs[-3][:1].expand_as(outs[-3]), atol=1e-4),
     )
     failed = [c for c in checks if not c.passed]
     if failed:
@@ -135,6 +140,6 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS, progress: Any = N
     return FileResult(plan, tuple(results), checks, rows, time.perf_counter() - start, timings)
 
 
-def _compare(name: str, what: str, got: torch.Tensor, want: torch.Tensor) -> SelfCheck:
+def _compare(name: str, what: str, got: torch.Tensor, want: torch.Tensor, atol: float = IDENTITY_ATOL) -> SelfCheck:
     diff = _max_diff(got, want)
-    return SelfCheck(name, diff <= IDENTITY_ATOL, f"{what}: max |diff| = {diff:.2e} (tolerance {IDENTITY_ATOL:g})")
+    return SelfCheck(name, diff <= atol, f"{what}: max |diff| = {diff:.2e} (tolerance {atol:g})")
