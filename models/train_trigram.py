@@ -50,7 +50,7 @@ def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def warm_start(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+def warm_start(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
     """Load ``state``; parameters it lacks (an MLP, when starting from the attention-only
     model) keep their initialisation, except the MLP output, zeroed so that training
     starts from exactly the warm-start model's function."""
@@ -62,6 +62,7 @@ def warm_start(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
             if ".mlp.out." in name:
                 model.get_parameter(name).zero_()
     print(json.dumps({"warm_start_missing": result.missing_keys}), flush=True)
+    return list(result.missing_keys)
 
 
 def main() -> None:
@@ -81,6 +82,7 @@ def main() -> None:
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint (a second training phase)")
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--train-only-mlp", action="store_true", help="freeze everything but the MLP and its norm")
+    ap.add_argument("--mlp-drop", type=float, default=0.0, help="probability of skipping the MLP in a training step")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.data_seed)
@@ -98,8 +100,9 @@ def main() -> None:
         seed=args.data_seed,
     ).tokens
     model = build_bridge(config)
+    fresh: list[str] = []
     if args.init is not None:
-        warm_start(model, load_file(str(args.init)))
+        fresh = warm_start(model, load_file(str(args.init)))
     params = [p for n, p in model.named_parameters() if not args.train_only_mlp or ".mlp." in n or ".ln2." in n]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     gen = torch.Generator().manual_seed(args.data_seed)
@@ -111,7 +114,12 @@ def main() -> None:
             group["lr"] = lr_at(step, args.steps, args.lr, warmup=args.warmup)
         idx = torch.randint(0, len(pool), (args.batch,), generator=gen)
         toks = pool[idx]
-        logits = model(toks)
+        if args.mlp_drop > 0 and torch.rand((), generator=gen).item() < args.mlp_drop:
+            # Stochastic depth on the MLP: in these steps the head must solve the task alone,
+            # which keeps its attention pair-selective (see the card's training note).
+            logits = model.run_with_hooks(toks, fwd_hooks=[("blocks.0.hook_mlp_out", lambda act, hook: torch.zeros_like(act))])
+        else:
+            logits = model(toks)
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), toks[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -131,6 +139,12 @@ def main() -> None:
     save_file(state, str(out / "model.safetensors"))
     with torch.no_grad():
         final_eval = evaluate_trigram_completion(model, trigrams, TASK, n_seqs=4000)
+    previous = []
+    if args.init is not None and (args.init.parent / "card.json").is_file():
+        before = json.loads((args.init.parent / "card.json").read_text())
+        previous = before["training"].get("previous_phases", []) + [
+            {k: v for k, v in before["training"].items() if k != "previous_phases"} | {"model": before["name"], "config": before["config"]}
+        ]
     card = {
         "name": args.name,
         "format": "tl-native",
@@ -147,10 +161,11 @@ def main() -> None:
             "warm_start": (
                 None
                 if args.init is None
-                else f"{args.init.parent.name}/{args.init.name}: attention, embeddings and unembedding start from it; "
-                "MLP output zero-initialised"
+                else "continues the previous phase (below)"
+                + ("; parameters it lacked start fresh, the MLP output zeroed" if fresh else "")
             ),
             "trained_parameters": "MLP and ln2 only" if args.train_only_mlp else "all",
+            "mlp_drop": args.mlp_drop,
             "batch": args.batch,
             "optimizer": "AdamW",
             "lr_peak": args.lr,
@@ -169,6 +184,8 @@ def main() -> None:
             "threads": args.threads,
             "final_train_loss": round(loss.item(), 4),
             "history": history,
+            "previous_phases": previous,
+            "total_seconds": round(train_seconds + sum(p["seconds"] for p in previous), 1),
         },
         "evaluation": {
             **final_eval,

@@ -31,7 +31,7 @@ def test_card_accuracy_is_what_the_checkpoint_does(trigram):
     with torch.no_grad():
         measured = evaluate_trigram_completion(trigram.model, torch.tensor(card["task"]["trigrams"]), card["task"])
     assert measured["trigram_accuracy"] == pytest.approx(card["evaluation"]["trigram_accuracy"], abs=1e-4)
-    assert measured["trigram_accuracy"] >= 0.9
+    assert measured["trigram_accuracy"] >= 0.85  # a regression floor; the card and models/README.md give the real figure
 
 
 def test_trigram_model_has_no_final_norm(trigram):
