@@ -16,7 +16,7 @@ import torch
 from pydantic import Field, model_validator
 
 from circuitcheck.claims.ablation_common import AblationMethod, ablation_edits
-from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_mean
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.components import complement, model_components, resolve_components
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, Variant
@@ -100,7 +100,7 @@ class AblationClaim(ClaimSpec):
     def _per_example(self, out: ClaimOutputs, metric: Any, mask: torch.Tensor, means: dict, sign: float) -> torch.Tensor:
         """Each example's contribution on the estimate's scale (aggregate terms use the means)."""
         def scores(logits: torch.Tensor) -> torch.Tensor:
-            return masked_mean(metric, logits, out.batch, mask, out.clean_logits).double()
+            return masked_scores(metric, logits, out.batch, mask, out.clean_logits).double()
 
         full = scores(out.clean_logits)
         if self.mode == "necessity":
@@ -133,7 +133,7 @@ class AblationClaim(ClaimSpec):
 
         def score(out: ClaimOutputs) -> Measurement:
             def sums(logits: torch.Tensor) -> torch.Tensor:
-                return per_sequence(masked_mean(metric, logits, out.batch, mask, out.clean_logits), mask)
+                return per_sequence(masked_scores(metric, logits, out.batch, mask, out.clean_logits), mask)
 
             per_seq = {"n": mask.sum(1).double(), "full": sums(out.clean_logits)}
             for role in variants:

@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import Field
 
-from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_mean
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores
 from circuitcheck.plan.components import resolve_components
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, Measurement, Variant
 from circuitcheck.plan.positions import ALL
@@ -64,7 +64,7 @@ class ActivationPatchingClaim(ClaimSpec):
 
         def score(out: ClaimOutputs) -> Measurement:
             def sums(logits: torch.Tensor) -> torch.Tensor:
-                return per_sequence(masked_mean(metric, logits, out.batch, mask, out.clean_logits), mask)
+                return per_sequence(masked_scores(metric, logits, out.batch, mask, out.clean_logits), mask)
 
             per_seq = {"n": mask.sum(1).double(), "clean": sums(out.clean_logits)}
             per_seq |= {role: sums(out.logits(role)) for role in variants}
@@ -83,7 +83,7 @@ class ActivationPatchingClaim(ClaimSpec):
                 "metric_patched": t["patched"],
                 "n_examples": int(mask.sum()),
             }
-            patched = masked_mean(metric, out.logits("patched"), out.batch, mask, out.clean_logits).double()
+            patched = masked_scores(metric, out.logits("patched"), out.batch, mask, out.clean_logits).double()
             per_example = (patched - t["corrupted"]) / (t["clean"] - t["corrupted"])
             return Measurement(estimate, found, details, stats, per_example)
 

@@ -20,8 +20,6 @@ from circuitcheck.plan.positions import scored_mask
 from circuitcheck.registry import Registry
 from circuitcheck.spec.base import ClaimId, Floor, Strict, Threshold
 
-MetricName = str
-
 
 @dataclass
 class CompileContext:
@@ -87,6 +85,6 @@ def claim_kind(cls: type[ClaimSpec]) -> type[ClaimSpec]:
     return claim_kinds.register(name)(cls)
 
 
-def masked_mean(metric: Metric, logits: torch.Tensor, batch: TokenBatch, mask: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+def masked_scores(metric: Metric, logits: torch.Tensor, batch: TokenBatch, mask: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """Per-example scores of ``metric`` at ``mask``'s positions (flattened)."""
     return metric(logits[mask], batch.next_token[mask], clean[mask])

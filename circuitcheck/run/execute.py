@@ -82,7 +82,7 @@ def first_nonfinite_hook(model: Any, tokens: torch.Tensor) -> str | None:
     return seen[0] if seen else None
 
 
-def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS, progress: Any = None) -> FileResult:
+def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
     start = time.perf_counter()
     model = plan.loaded.model
     unique: dict[Variant, int] = {}
@@ -133,8 +133,6 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS, progress: Any = N
             variant_logits={role: by_variant[v] for role, v in claim.variants.items()},
         )
         results.append(ClaimResult(claim.claim_id, claim.score(out), time.perf_counter() - t))
-        if progress is not None:
-            progress()
     rows = len(plan.batch.tokens) * (len(runs) + 1)
     timings = {"clean_seconds": t1 - t0, "variants_seconds": t2 - t1}
     return FileResult(plan, tuple(results), checks, rows, time.perf_counter() - start, timings)
