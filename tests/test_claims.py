@@ -189,3 +189,31 @@ def test_floor_on_a_kind_without_per_example_scores_is_refused():
                  floor={"quantile": 0.1, "at_least": 0.0},
                  left={"kind": "role", "role": "Y"}, right={"kind": "correct_prob", "above": 0.1})
         )
+
+
+def independence(resample_at: str, positions: str):
+    from circuitcheck.claims.independence import IndependenceClaim
+
+    return IndependenceClaim.model_validate(
+        dict(id="i", statement="s", kind="independence", positions=positions, metric="top1_agreement",
+             resample={"scheme": "resample_tokens", "positions": resample_at, "seed": 1}, threshold={"at_least": 0.9})
+    )
+
+
+def test_resampling_later_tokens_cannot_change_earlier_predictions(tiny_model):
+    assert estimate(tiny_model, independence("late", "Y"))[0] == 1.0  # causal: position 5 never sees 8+
+
+
+def test_resampling_every_token_changes_predictions(tiny_model):
+    est, details = estimate(tiny_model, independence("all", "Y"))
+    assert est < 1.0 and details["n_examples"] == N
+
+
+def test_same_as_previous_selects_repeats():
+    from circuitcheck.plan.positions import selection_mask
+    from circuitcheck.spec.base import PositionSelection
+
+    tokens = torch.tensor([[3, 3, 4, 4, 4, 5]])
+    batch = TokenBatch(tokens, next_tokens_of(tokens), torch.zeros_like(tokens))
+    mask = selection_mask(PositionSelection(same_as_previous=True), batch, ())
+    assert mask.tolist() == [[False, True, False, True, True, False]]

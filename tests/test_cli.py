@@ -155,3 +155,16 @@ def test_disabled_hook_is_a_plan_error(tmp_path, capsys):
     assert main(["explain", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}:15:" in err and "exists but is disabled in this model" in err
+
+
+def test_a_claim_on_its_threshold_is_inconclusive_and_exits_3(tmp_path, capsys):
+    path = tmp_path / "h.yaml"
+    path.write_text(VALID_FILE.lstrip("\n").replace("method: zero", "method: resample\n    resample_seed: 3"))
+    main(["run", str(path), "--report-dir", str(tmp_path), "--quiet"])
+    estimate = json.loads((tmp_path / "h.json").read_text())["claims"][0]["estimate"]
+    path.write_text(path.read_text().replace("{at_least: 0.5}", f"{{at_least: {estimate!r}}}"))
+    assert main(["run", str(path), "--report-dir", str(tmp_path), "--quiet"]) == 3
+    doc = json.loads((tmp_path / "h.json").read_text())
+    assert doc["claims"][0]["verdict"] == "inconclusive" and doc["summary"]["exit_code"] == 3
+    assert "sits on the threshold" in doc["claims"][0]["sentence"]
+    capsys.readouterr()

@@ -10,7 +10,7 @@ from tests.conftest import HYPOTHESES, REPO
 
 def test_claims_are_collected_and_failures_explain_themselves(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(HYPOTHESES / "examples"), "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", str(HYPOTHESES / "examples" / "false-claim.yaml"), "-p", "no:cacheprovider",
          "--circuitcheck-report-dir", str(tmp_path), "-q", "--rootdir", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )

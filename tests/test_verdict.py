@@ -64,14 +64,14 @@ def noisy_result(mean: float, n: int) -> ClaimResult:
     gen = torch.Generator().manual_seed(0)
     values = (torch.rand(n, generator=gen, dtype=torch.float64) < mean).double()
     stats = SequenceStats({"s": values, "n": torch.ones(n, dtype=torch.float64)}, lambda t: t["s"] / t["n"])
-    return ClaimResult("c", Measurement(stats.estimate(), "found", {"n_sequences": n}, stats), 0.0)
+    return ClaimResult("c", Measurement(stats.estimate(), "found", {"n_examples": n}, stats), 0.0)
 
 
 def test_small_samples_near_the_threshold_are_inconclusive_with_a_hint():
     v = judge(Claim(Threshold(at_least=0.5)), noisy_result(0.52, 60), Statistics())
     assert v.verdict == "inconclusive"
     assert v.ci_low < 0.5 < v.ci_high
-    assert "sequences would resolve it" in v.sentence
+    assert "scored examples (now 60) would resolve it" in v.sentence
 
 
 def test_large_samples_far_from_the_threshold_pass():

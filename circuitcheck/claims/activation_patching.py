@@ -82,6 +82,7 @@ class ActivationPatchingClaim(ClaimSpec):
                 "metric_corrupted": t["corrupted"],
                 "metric_patched": t["patched"],
                 "n_examples": int(mask.sum()),
+                "n_sequences": int(mask.any(1).sum()),
             }
             patched = masked_scores(metric, out.logits("patched"), out.batch, mask, out.clean_logits).double()
             per_example = (patched - t["corrupted"]) / (t["clean"] - t["corrupted"])

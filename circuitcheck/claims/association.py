@@ -126,7 +126,8 @@ class AssociationClaim(ClaimSpec):
                 f"'{self.right.describe()}' at {counts['right']}; both at {counts['both']} "
                 f"(precision {values['precision']:.3f}, recall {values['recall']:.3f}, jaccard {values['jaccard']:.3f})"
             )
-            details = values | {"n_positions": int(mask.sum())} | {f"n_{k}": v for k, v in counts.items()}
+            details = values | {"n_positions": int(mask.sum()), "n_sequences": int(mask.any(1).sum())}
+            details |= {f"n_{k}": v for k, v in counts.items()}
             return Measurement(values[self.metric], found, details, stats)
 
         lines = (

@@ -44,3 +44,9 @@ def kl(logits: torch.Tensor, targets: torch.Tensor, clean: torch.Tensor) -> torc
     """KL(clean model || this run) of the next-token distributions (nats)."""
     clean_logp = clean.log_softmax(-1)
     return (clean_logp.exp() * (clean_logp - logits.log_softmax(-1))).sum(-1)
+
+
+@metric("top1_agreement", higher_is_better=True)
+def top1_agreement(logits: torch.Tensor, targets: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """1 where this run's top prediction equals the clean model's, else 0."""
+    return (logits.argmax(-1) == clean.argmax(-1)).float()

@@ -17,6 +17,10 @@ def selection_mask(sel: PositionSelection, batch: TokenBatch, path: tuple[str | 
     mask = torch.ones(n, seq, dtype=torch.bool)
     if sel.role is not None:
         mask &= batch.role_mask(sel.role)
+    if sel.same_as_previous is not None:
+        repeats = torch.zeros(n, seq, dtype=torch.bool)
+        repeats[:, 1:] = batch.tokens[:, 1:] == batch.tokens[:, :-1]
+        mask &= repeats if sel.same_as_previous else ~repeats
     if sel.range is not None:
         start, stop = sel.range
         lo, hi = (start + seq if start < 0 else start), (stop + seq if stop < 0 else stop)

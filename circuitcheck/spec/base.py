@@ -45,19 +45,24 @@ class PositionSelection(Strict):
 
     ``role`` keeps positions annotated with a trigram role; ``range`` is a
     half-open ``[start, stop)`` over positions (negative counts from the end);
-    ``indices`` lists positions. Fields combine by intersection, and positions
-    without a next token are dropped where a metric needs one.
+    ``indices`` lists positions; ``same_as_previous`` keeps positions whose token
+    equals the one before. Fields combine by intersection, and positions without
+    a next token are dropped where a metric needs one.
     """
 
     role: Literal["X", "Y", "Z"] | None = None
     range: tuple[int, int] | None = None
     indices: list[int] | None = Field(default=None, min_length=1)
     all: bool | None = None
+    same_as_previous: bool | None = Field(
+        default=None, description="Keep only positions whose token repeats the previous one, e.g. (72, 72, 48)"
+    )
 
     @model_validator(mode="after")
     def _something(self) -> PositionSelection:
-        if self.role is None and self.range is None and self.indices is None and not self.all:
-            raise ValueError("select something: give 'role', 'range', 'indices' or 'all: true'")
+        chosen = (self.role, self.range, self.indices, self.all or None, self.same_as_previous)
+        if all(x is None for x in chosen):
+            raise ValueError("select something: give 'role', 'range', 'indices', 'same_as_previous' or 'all: true'")
         return self
 
 

@@ -62,13 +62,18 @@ def decide(estimate: float, lo: float, hi: float, threshold: Threshold) -> Outco
     return "inconclusive"
 
 
-def _more_data_hint(estimate: float, lo: float, hi: float, threshold: Threshold, n_sequences: int | None) -> str:
+def _more_data_hint(estimate: float, lo: float, hi: float, threshold: Threshold, n_examples: int | None) -> str:
     margin = abs(estimate - threshold.value)
     half = (hi - lo) / 2.0
-    if not n_sequences or margin <= 0 or half <= 0:
+    if margin <= 0:
         return " The estimate sits on the threshold; no sample size resolves it."
-    needed = math.ceil(n_sequences * (half / margin) ** 2)
-    return f" The sample is too small for a margin of {margin:.3g}: about {needed} sequences would resolve it."
+    if not n_examples or half <= 0:
+        return " More data would narrow the interval."
+    needed = math.ceil(n_examples * (half / margin) ** 2)
+    return (
+        f" The sample is too small for a margin of {margin:.3g}: about {needed} scored examples "
+        f"(now {n_examples}) would resolve it."
+    )
 
 
 def judge(spec_claim: Any, result: ClaimResult, stats: Statistics) -> Verdict:
@@ -83,7 +88,7 @@ def judge(spec_claim: Any, result: ClaimResult, stats: Statistics) -> Verdict:
     relation = {"pass": "meets", "fail": "misses", "inconclusive": "is inconclusive against"}[outcome]
     sentence = f"{m.found}. Estimate {estimate:.4g} {ci} {relation} the threshold {spec_claim.threshold}."
     if outcome == "inconclusive":
-        sentence += _more_data_hint(estimate, lo, hi, spec_claim.threshold, m.details.get("n_sequences"))
+        sentence += _more_data_hint(estimate, lo, hi, spec_claim.threshold, m.details.get("n_examples"))
     if math.isnan(estimate):
         sentence += " The estimate is undefined, which counts as a failure."
     details = dict(m.details)

@@ -1,0 +1,56 @@
+"""Independence: resampling the tokens at some positions leaves the prediction elsewhere unchanged (T7).
+
+estimate = mean of ``metric`` at ``positions`` on the resampled input, compared with the
+clean run; ``top1_agreement`` (higher is better) or ``kl`` (lower is better) are the natural choices.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import Field
+
+from circuitcheck.claims.activation_patching import Corruption, corrupt_tokens
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, Variant
+from circuitcheck.run.stats import SequenceStats, Totals, per_sequence
+
+
+def _mean(t: Totals) -> torch.Tensor:
+    return t["resampled"] / t["n"]
+
+
+@claim_kind
+class IndependenceClaim(ClaimSpec):
+    kind: Literal["independence"] = "independence"
+    supports_floor: ClassVar[bool] = True
+    resample: Corruption = Field(description="Which tokens are replaced by random other tokens")
+    positions: str = Field(description="Where the prediction should not change")
+    metric: str = Field(description="Compared with the clean run, e.g. top1_agreement or kl")
+
+    def compile(self, ctx: CompileContext) -> ClaimPlan:
+        metric = ctx.metric(self.metric)
+        mask = ctx.scored(self.positions)
+        where = ctx.masks[ctx.selection(self.resample.positions, "resample")]
+        key = f"{self.id}:resampled"
+        ctx.inputs[key] = corrupt_tokens(ctx.batch.tokens, where, int(ctx.model.cfg.d_vocab), self.resample.seed)
+        variants = {"resampled": Variant(input=key)}
+
+        def score(out: ClaimOutputs) -> Measurement:
+            scores = masked_scores(metric, out.logits("resampled"), out.batch, mask, out.clean_logits)
+            stats = SequenceStats({"n": mask.sum(1).double(), "resampled": per_sequence(scores, mask)}, _mean)
+            estimate = stats.estimate()
+            found = (
+                f"resampling the tokens at '{self.resample.positions}' (seed {self.resample.seed}) gave "
+                f"{self.metric} {estimate:.4f} against the clean run at '{self.positions}' ({int(mask.sum())} positions)"
+            )
+            details = {"n_examples": int(mask.sum()), "n_sequences": int(mask.any(1).sum())}
+            return Measurement(estimate, found, details, stats, scores.double())
+
+        lines = (
+            f"resampled: {variants['resampled'].describe()}",
+            f"resample tokens at '{self.resample.positions}' (seed {self.resample.seed}); score {self.metric} "
+            f"against the clean run at '{self.positions}' ({int(mask.sum())} positions)",
+        )
+        return ClaimPlan(self.id, self.kind, variants, frozenset(), lines, score)
