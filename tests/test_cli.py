@@ -23,7 +23,7 @@ def test_trigram_suite_passes_and_writes_reports(tmp_path, capsys):
     code = main(["run", str(HYPOTHESES / "trigram.yaml"), "--report-dir", str(tmp_path), "--quiet"])
     assert code == 0, capsys.readouterr().err
     doc = json.loads((tmp_path / "trigram.json").read_text())
-    assert doc["summary"] == {"total": 5, "passed": 5, "failed": 0, "inconclusive": 0, "exit_code": 0}
+    assert doc["summary"] == {"total": 7, "passed": 7, "failed": 0, "inconclusive": 0, "exit_code": 0}
     t1 = next(c for c in doc["claims"] if c["id"] == "T1")
     assert set(t1["details"]) >= {"precision", "recall", "jaccard"}
     assert t1["estimate"] == t1["details"]["jaccard"]

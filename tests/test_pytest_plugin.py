@@ -29,4 +29,4 @@ def test_collection_lists_one_item_per_claim():
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert "trigram.yaml::T1" in proc.stdout and "trigram.yaml::T8" in proc.stdout
-    assert "5 tests collected" in proc.stdout
+    assert "7 tests collected" in proc.stdout

@@ -6,7 +6,7 @@ concrete model and dataset. The engine runs plans; it knows no claim kind.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -30,6 +30,15 @@ class CompileContext:
     masks: dict[str, torch.Tensor]
     inputs: dict[str, torch.Tensor]
     path: tuple[str | int, ...]
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def head(self, layer: int, head: int) -> None:
+        """Refuse a layer or head the model does not have."""
+        cfg = self.model.cfg
+        if not 0 <= layer < cfg.n_layers:
+            raise PlanError(self.path + ("layer",), f"layer {layer} is out of range: the model has {cfg.n_layers}", f"use 0..{cfg.n_layers - 1}")
+        if not 0 <= head < cfg.n_heads:
+            raise PlanError(self.path + ("head",), f"head {head} is out of range: layer {layer} has {cfg.n_heads}", f"use 0..{cfg.n_heads - 1}")
 
     def scored(self, selection: str, field: str = "positions") -> torch.Tensor:
         return scored_mask(self.masks, selection, self.batch, self.path + (field,))

@@ -1,0 +1,46 @@
+"""The positional QK circuit orders keys by position (CLAIMS.md T4).
+
+"Positional QK scores increase with key position, so the head attends to the
+current token by default": for every query position i and adjacent keys j < j+1 <= i,
+count how often the score moves in the declared direction.
+estimate = that fraction. Read from the weights; no sampling.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
+from circuitcheck.claims.weight_common import position_inputs, qk_scores, weight_plan
+from circuitcheck.plan.interventions import ClaimPlan, Measurement
+
+
+@claim_kind
+class QKPositionalOrderClaim(ClaimSpec):
+    kind: Literal["qk_positional_order"] = "qk_positional_order"
+    layer: int = Field(ge=0)
+    head: int = Field(ge=0)
+    direction: Literal["increasing", "decreasing"]
+
+    def compile(self, ctx: CompileContext) -> ClaimPlan:
+        ctx.head(self.layer, self.head)
+
+        def measure() -> Measurement:
+            p = position_inputs(ctx.model, self.layer)
+            scores = qk_scores(ctx.model, self.layer, self.head, p, p)
+            steps = scores[:, 1:] - scores[:, :-1]
+            n = scores.shape[0]
+            causal = torch.ones(n, n - 1, dtype=torch.bool).tril(-1)  # pairs (j, j+1) with j + 1 <= i
+            moved = steps > 0 if self.direction == "increasing" else steps < 0
+            rate = float(moved[causal].float().mean())
+            found = (
+                f"in head {self.layer}.{self.head}'s positional QK circuit, {rate:.1%} of adjacent key steps "
+                f"(over {int(causal.sum())}) are {self.direction}"
+            )
+            return Measurement(rate, found, {"steps": int(causal.sum()), "in_direction": int(moved[causal].sum())})
+
+        lines = (f"positional QK of head {self.layer}.{self.head}: fraction of adjacent key steps {self.direction}",)
+        return weight_plan(self.id, self.kind, lines, measure)
