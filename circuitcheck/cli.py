@@ -88,7 +88,7 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[d
     if not args.quiet:
         print(terminal_table(doc))
         for claim in doc["claims"]:
-            if claim["verdict"] != "pass":
+            if claim["as_expected"] is not True:
                 print(f"  {claim['id']} {claim['verdict']}: {claim['sentence']}")
     print(f"reports: {', '.join(map(str, written))} ({result.seconds:.1f}s)")
     return int(doc["summary"]["exit_code"])

@@ -23,7 +23,7 @@ def test_trigram_suite_passes_and_writes_reports(tmp_path, capsys):
     code = main(["run", str(HYPOTHESES / "trigram.yaml"), "--report-dir", str(tmp_path), "--quiet"])
     assert code == 0, capsys.readouterr().err
     doc = json.loads((tmp_path / "trigram.json").read_text())
-    assert doc["summary"] == {"total": 7, "passed": 7, "failed": 0, "inconclusive": 0, "exit_code": 0}
+    assert doc["summary"] == {"total": 7, "passed": 7, "failed": 0, "inconclusive": 0, "refuted_as_expected": 0, "exit_code": 0}
     t1 = next(c for c in doc["claims"] if c["id"] == "T1")
     assert set(t1["details"]) >= {"precision", "recall", "jaccard"}
     assert t1["estimate"] == t1["details"]["jaccard"]
@@ -168,3 +168,23 @@ def test_a_claim_on_its_threshold_is_inconclusive_and_exits_3(tmp_path, capsys):
     assert doc["claims"][0]["verdict"] == "inconclusive" and doc["summary"]["exit_code"] == 3
     assert "sits on the threshold" in doc["claims"][0]["sentence"]
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(("threshold", "code", "shown"), [("{at_least: 5.0}", 0, "REFUTED (expected)"), ("{at_least: 0.1}", 1, "HOLDS (expected refuted)")])
+def test_expected_refutations_pass_only_when_refuted(tmp_path, capsys, threshold, code, shown):
+    path = tmp_path / "h.yaml"
+    text = VALID_FILE.lstrip("\n").replace("{at_least: 0.5}", threshold)
+    path.write_text(text + "    expect: refuted\n    expect_reason: a deliberate refutation test\n")
+    assert main(["run", str(path), "--report-dir", str(tmp_path)]) == code
+    out = capsys.readouterr().out
+    assert shown in out
+    doc = json.loads((tmp_path / "h.json").read_text())
+    assert doc["claims"][0]["expect"] == "refuted" and doc["claims"][0]["as_expected"] is (code == 0)
+    assert "expects this claim to be refuted (a deliberate refutation test)" in doc["claims"][0]["sentence"]
+
+
+def test_refutation_needs_a_reason(tmp_path, capsys):
+    path = tmp_path / "h.yaml"
+    path.write_text(VALID_FILE.lstrip("\n") + "    expect: refuted\n")
+    assert main(["validate", str(path)]) == 2
+    assert "needs an 'expect_reason'" in capsys.readouterr().err

@@ -7,7 +7,7 @@ concrete model and dataset. The engine runs plans; it knows no claim kind.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -65,10 +65,20 @@ class ClaimSpec(Strict):
         default=0.0, ge=0.0, description="With --baseline: how far the estimate may worsen beyond its interval width"
     )
     floor: Floor | None = Field(default=None, description="Optional worst-case bound on per-example scores")
+    expect: Literal["holds", "refuted"] = Field(
+        default="holds", description="refuted: the claim is expected to fail, and the file passes when it does"
+    )
+    expect_reason: str | None = Field(default=None, description="Why the claim is expected to be refuted")
 
     kind_name: ClassVar[str] = ""
     supports_floor: ClassVar[bool] = False
     """Kinds whose measurements carry per-example scores set this."""
+
+    @model_validator(mode="after")
+    def _refutation_has_a_reason(self) -> ClaimSpec:
+        if self.expect == "refuted" and not self.expect_reason:
+            raise ValueError("a claim expected to be refuted needs an 'expect_reason'")
+        return self
 
     @model_validator(mode="after")
     def _floor_supported(self) -> ClaimSpec:

@@ -30,6 +30,21 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def summarize(claims: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts and exit code: a claim counts as passed when its verdict is what the file expects."""
+    failed = sum(c["as_expected"] is False for c in claims)
+    inconclusive = sum(c["as_expected"] is None for c in claims)
+    refuted = sum(c["as_expected"] is True and c["expect"] == "refuted" for c in claims)
+    return {
+        "total": len(claims),
+        "passed": len(claims) - failed - inconclusive,
+        "failed": failed,
+        "inconclusive": inconclusive,
+        "refuted_as_expected": refuted,
+        "exit_code": EXIT_FAIL if failed else EXIT_INCONCLUSIVE if inconclusive else EXIT_PASS,
+    }
+
+
 def spec_statistics(plan: FilePlan) -> dict[str, Any]:
     st = plan.spec.statistics
     return {"method": "percentile bootstrap over sequences", "resamples": st.bootstrap, "seed": st.seed, "confidence": st.confidence}
@@ -59,23 +74,17 @@ def build_document(result: FileResult, argv: list[str] | None = None) -> dict[st
             "metric": v.metric,
             "sentence": v.sentence,
             "seed_figure": v.seed_figure,
+            "expect": v.expect,
+            "as_expected": v.as_expected,
             "details": v.details,
         }
         for v in found
     ]
-    failed = sum(v.verdict == "fail" for v in found)
-    inconclusive = sum(v.verdict == "inconclusive" for v in found)
     return _clean(
         {
             "schema_version": SCHEMA_VERSION,
             "name": plan.name,
-            "summary": {
-                "total": len(found),
-                "passed": len(found) - failed - inconclusive,
-                "failed": failed,
-                "inconclusive": inconclusive,
-                "exit_code": EXIT_FAIL if failed else EXIT_INCONCLUSIVE if inconclusive else EXIT_PASS,
-            },
+            "summary": summarize(claims),
             "claims": claims,
             "statistics": spec_statistics(plan),
             "self_checks": [asdict(c) for c in result.self_checks],

@@ -23,9 +23,9 @@ def junit_xml(docs: list[dict[str, Any]]) -> str:
         for claim in doc["claims"]:
             case = ET.SubElement(suite, "testcase", classname=doc["name"], name=claim["id"])
             body = f"{claim['statement']}\n{claim['sentence']}"
-            if claim["verdict"] == "fail":
+            if claim["as_expected"] is False:
                 ET.SubElement(case, "failure", message=claim["sentence"][:200]).text = body
-            elif claim["verdict"] == "inconclusive":
+            elif claim["as_expected"] is None:
                 ET.SubElement(case, "skipped", message="inconclusive: " + claim["sentence"][:200]).text = body
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"

@@ -15,12 +15,18 @@ def _fmt(x: Any) -> str:
     return "n/a" if x is None else f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
+def mark(c: dict[str, Any]) -> str:
+    if c.get("expect") == "refuted" and c["verdict"] != "inconclusive":
+        return "REFUTED (expected)" if c["verdict"] == "fail" else "HOLDS (expected refuted)"
+    return MARK[c["verdict"]]
+
+
 def _ci(c: dict[str, Any]) -> str:
     return f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]"
 
 
 def terminal_table(doc: dict[str, Any]) -> str:
-    rows = [[c["id"], c["kind"], MARK[c["verdict"]], _fmt(c["estimate"]), _ci(c), c["threshold"], c["metric"]] for c in doc["claims"]]
+    rows = [[c["id"], c["kind"], mark(c), _fmt(c["estimate"]), _ci(c), c["threshold"], c["metric"]] for c in doc["claims"]]
     level = int(doc["statistics"]["confidence"] * 100)
     headers = ["claim", "kind", "verdict", "estimate", f"{level}% CI", "threshold", "metric"]
     table = tabulate(rows, headers=headers, tablefmt="simple")
@@ -40,11 +46,11 @@ def markdown(doc: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {c['id']} | {c['kind']} | {MARK[c['verdict']]} | {_fmt(c['estimate'])} | {_ci(c)} | {c['threshold']} | {c['metric']} |"
+        f"| {c['id']} | {c['kind']} | {mark(c)} | {_fmt(c['estimate'])} | {_ci(c)} | {c['threshold']} | {c['metric']} |"
         for c in doc["claims"]
     ]
     for c in doc["claims"]:
-        lines += ["", f"## {c['id']}: {MARK[c['verdict']]}", "", f"> {c['statement']}", "", c["sentence"]]
+        lines += ["", f"## {c['id']}: {mark(c)}", "", f"> {c['statement']}", "", c["sentence"]]
         if c.get("seed_figure"):
             lines += ["", f"Seed figure: {c['seed_figure']}."]
         details = ", ".join(f"{k} = {_fmt(v)}" for k, v in c["details"].items())

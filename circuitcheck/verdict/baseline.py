@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitcheck.errors import CircuitcheckError
+from circuitcheck.report.document import summarize
 
 BASELINE_SCHEMA = 1
 
@@ -46,7 +47,7 @@ def apply_baseline(doc: dict[str, Any], path: Path, tolerances: dict[str, float]
         raise CircuitcheckError(f"{path}: no baseline for {doc['name']!r}; write one with `circuitcheck baseline`")
     for claim in doc["claims"]:
         old = stored["claims"].get(claim["id"])
-        if old is None or old["estimate"] is None:
+        if old is None or old["estimate"] is None or claim["expect"] == "refuted":
             continue
         now = claim["estimate"]
         worse_when_lower = claim["threshold"].startswith(">=")
@@ -58,13 +59,10 @@ def apply_baseline(doc: dict[str, Any], path: Path, tolerances: dict[str, float]
         claim["baseline"] = {"estimate": old["estimate"], "worsened_by": change, "allowed": allowed}
         if change > allowed:
             claim["verdict"] = "fail"
+            claim["as_expected"] = False
             claim["sentence"] += (
                 f" REGRESSION: the baseline estimate was {old['estimate']:.4g}; it worsened by {change:.4g}, "
                 f"more than the tolerance plus interval width ({allowed:.4g})."
             )
-    claims = doc["claims"]
-    failed = sum(c["verdict"] == "fail" for c in claims)
-    inconclusive = sum(c["verdict"] == "inconclusive" for c in claims)
-    doc["summary"] |= {"failed": failed, "inconclusive": inconclusive, "passed": len(claims) - failed - inconclusive}
-    doc["summary"]["exit_code"] = 1 if failed else 3 if inconclusive else 0
+    doc["summary"] = summarize(doc["claims"])
     doc["baseline"] = str(path)

@@ -35,6 +35,14 @@ class Verdict:
     details: dict[str, Any]
     seed_figure: str | None
     seconds: float
+    expect: str = "holds"
+
+    @property
+    def as_expected(self) -> bool | None:
+        """True when the verdict is what the file expects, None when inconclusive."""
+        if self.verdict == "inconclusive":
+            return None
+        return (self.verdict == "pass") == (self.expect == "holds")
 
 
 def claim_seed(base: int, claim_id: str) -> int:
@@ -103,7 +111,14 @@ def judge(spec_claim: Any, result: ClaimResult, stats: Statistics) -> Verdict:
         )
         if not held:
             outcome = "fail"
+    expect = getattr(spec_claim, "expect", "holds")
+    if expect == "refuted" and outcome != "inconclusive":
+        sentence += (
+            f" The file expects this claim to be refuted ({spec_claim.expect_reason}): "
+            + ("it was, so the file passes." if outcome == "fail" else "it unexpectedly holds, so the file fails.")
+        )
     return Verdict(
+        expect=expect,
         claim_id=spec_claim.id,
         kind=spec_claim.kind,
         statement=spec_claim.statement,
