@@ -7,6 +7,7 @@ concrete model and dataset. The engine runs plans; it knows no claim kind.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -31,6 +32,7 @@ class CompileContext:
     inputs: dict[str, torch.Tensor]
     path: tuple[str | int, ...]
     card: dict[str, Any] = field(default_factory=dict)
+    base_dir: Path | None = None
 
     def head(self, layer: int, head: int) -> None:
         """Refuse a layer or head the model does not have."""

@@ -62,7 +62,7 @@ def compile_file(path: Path, model_override: str | None = None) -> FilePlan:
     inputs = {CLEAN: batch.tokens}
     plans, errors = [], []
     for i, claim in enumerate(spec.claims):
-        ctx = CompileContext(loaded.model, batch, masks, inputs, ("claims", i), loaded.card)
+        ctx = CompileContext(loaded.model, batch, masks, inputs, ("claims", i), loaded.card, base)
         try:
             plans.append(claim.compile(ctx))
         except PlanError as err:

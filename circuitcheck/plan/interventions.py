@@ -79,3 +79,5 @@ class ClaimPlan:
     captures: frozenset[str]
     describe: tuple[str, ...]
     score: Callable[[ClaimOutputs], Measurement]
+    other_models: dict[str, Any] = field(default_factory=dict)
+    """Role -> another model, run clean on the same inputs (for comparisons between models)."""

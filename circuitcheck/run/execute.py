@@ -120,6 +120,13 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
     if failed:
         raise SelfCheckError("; ".join(f"self-check {c.name} failed: {c.detail}" for c in failed))
 
+    others: dict[int, torch.Tensor] = {}
+    with torch.no_grad():
+        for claim in plan.claims:
+            for other in claim.other_models.values():
+                if id(other) not in others:
+                    others[id(other)] = clean_run(other, plan.batch.tokens, set(), max_rows)[0]
+                    _check_finite("other model", others[id(other)], other, plan.batch.tokens)
     results = []
     by_variant = dict(zip(runs, outs, strict=True))
     for claim in plan.claims:
@@ -130,7 +137,8 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
             inputs=plan.inputs,
             clean_logits=clean_logits,
             captured=cache,
-            variant_logits={role: by_variant[v] for role, v in claim.variants.items()},
+            variant_logits={role: by_variant[v] for role, v in claim.variants.items()}
+            | {role: others[id(m)] for role, m in claim.other_models.items()},
         )
         results.append(ClaimResult(claim.claim_id, claim.score(out), time.perf_counter() - t))
     rows = len(plan.batch.tokens) * (len(runs) + 1)

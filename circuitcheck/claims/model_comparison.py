@@ -1,0 +1,62 @@
+"""The same metric on this model and another, on the same data (CLAIMS.md T2, variants).
+
+estimate = M(this model) - M(other model), paired: the bootstrap resamples the same
+sequences for both, so the interval is that of the difference, not of two means.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores
+from circuitcheck.errors import PlanError
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
+from circuitcheck.run.stats import SequenceStats, Totals, per_sequence
+from circuitcheck.zoo.load import load
+
+
+def difference(t: Totals) -> torch.Tensor:
+    return (t["this"] - t["other"]) / t["n"]
+
+
+@claim_kind
+class ModelComparisonClaim(ClaimSpec):
+    kind: Literal["model_comparison"] = "model_comparison"
+    other_model: str = Field(description="Zoo name or model directory of the model compared with")
+    positions: str
+    metric: str
+
+    def compile(self, ctx: CompileContext) -> ClaimPlan:
+        metric = ctx.metric(self.metric)
+        mask = ctx.scored(self.positions)
+        try:
+            other = load(self.other_model, ctx.base_dir)
+        except Exception as err:  # noqa: BLE001 - any load failure is bad input at this spec path
+            raise PlanError(ctx.path + ("other_model",), str(err)) from None
+        mine, theirs = ctx.model.cfg, other.model.cfg
+        if theirs.d_vocab != mine.d_vocab or theirs.n_ctx < ctx.batch.seq_len:
+            raise PlanError(
+                ctx.path + ("other_model",),
+                f"{other.name!r} (d_vocab {theirs.d_vocab}, n_ctx {theirs.n_ctx}) cannot read this dataset "
+                f"(d_vocab {mine.d_vocab}, {ctx.batch.seq_len} positions)",
+            )
+
+        def score(out: ClaimOutputs) -> Measurement:
+            def sums(logits: torch.Tensor) -> torch.Tensor:
+                return per_sequence(masked_scores(metric, logits, out.batch, mask, out.clean_logits), mask)
+
+            per_seq = {"n": mask.sum(1).double(), "this": sums(out.clean_logits), "other": sums(out.logits("other"))}
+            stats = SequenceStats(per_seq, difference)
+            n = float(per_seq["n"].sum())
+            this, that = float(per_seq["this"].sum()) / n, float(per_seq["other"].sum()) / n
+            found = f"{self.metric} is {this:.4f} on this model and {that:.4f} on {other.name!r}: difference {this - that:+.4f}"
+            details = {"metric_this": this, "metric_other": that, "other_model": other.name,
+                       "other_checkpoint_sha256": other.checkpoint_sha256, "n_examples": int(n)}
+            return Measurement(stats.estimate(), found, details, stats)
+
+        lines = (f"other: {other.name} ({other.checkpoint}), run clean on the same inputs",
+                 f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions); estimate = this - other")
+        return ClaimPlan(self.id, self.kind, {}, frozenset(), lines, score, {"other": other.model})
