@@ -12,10 +12,14 @@ from circuitcheck.data.batch import TokenBatch
 from circuitcheck.plan.components import HookSite
 from circuitcheck.run.stats import SequenceStats
 
-Source = Literal["zero", "mean", "resample", "clean"]
+Source = Literal["zero", "mean", "resample", "clean", "previous", "self", "uniform"]
 """What an edited activation is replaced with: zeros; its per-position mean over the
 dataset's clean run; the clean activation of another sequence (a seeded
-derangement); or the clean activation of the same sequence (patching)."""
+derangement); the clean activation of the same sequence (patching); or, for an
+attention pattern, a rule: all attention on the previous token, on the token itself,
+or spread uniformly over the causal prefix."""
+
+PATTERN_RULES = ("previous", "self", "uniform")
 
 CLEAN = "clean"
 
@@ -81,3 +85,6 @@ class ClaimPlan:
     score: Callable[[ClaimOutputs], Measurement]
     other_models: dict[str, Any] = field(default_factory=dict)
     """Role -> another model, run clean on the same inputs (for comparisons between models)."""
+    depends_on: tuple[str, ...] = ()
+    """Claims whose measurements this one combines (scored after them, with ``derive``)."""
+    derive: Callable[[dict[str, Measurement]], Measurement] | None = None

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from circuitcheck.errors import SelfCheckError
-from circuitcheck.plan.interventions import CLEAN, HookEdit, Variant
+from circuitcheck.plan.interventions import CLEAN, PATTERN_RULES, HookEdit, Variant
 
 DEFAULT_MAX_ROWS = 4096
 
@@ -111,8 +111,38 @@ class Replacements:
         return clean[rows]
 
 
+def heads_first(hook: str) -> bool:
+    """Attention patterns and scores are ``[batch, head, query, key]``; other hooks put positions second."""
+    return hook.endswith(("hook_pattern", "hook_attn_scores"))
+
+
+def rule_pattern(rule: str, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+    """A replacement attention pattern ``[batch, head, query, key]`` that follows ``rule``."""
+    q = torch.arange(shape[-2])
+    key = {"previous": (q - 1).clamp(min=0), "self": q}.get(rule)
+    if key is None:  # uniform over the causal prefix
+        causal = torch.ones(shape[-2], shape[-1], dtype=dtype).tril()
+        rows = causal / causal.sum(-1, keepdim=True)
+    else:
+        rows = torch.nn.functional.one_hot(key, shape[-1]).to(dtype)
+    return rows.expand(shape)
+
+
+def edit_values(repl: Replacements, edit: HookEdit, rows: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    if edit.source in PATTERN_RULES:
+        return rule_pattern(edit.source, act.shape, act.dtype)
+    return repl.values(edit, rows)
+
+
 def apply_edit(act: torch.Tensor, edit: HookEdit, repl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``act`` with ``repl`` written at ``mask``'s positions (and ``edit.site.head`` only)."""
+    if heads_first(edit.site.hook):
+        moved = apply_edit_positions_second(act.transpose(1, 2), edit, repl.transpose(1, 2), mask)
+        return moved.transpose(1, 2)
+    return apply_edit_positions_second(act, edit, repl, mask)
+
+
+def apply_edit_positions_second(act: torch.Tensor, edit: HookEdit, repl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     if edit.site.head is None:
         keep = mask.reshape(mask.shape + (1,) * (act.dim() - 2))
         return torch.where(keep, repl, act)
@@ -164,7 +194,7 @@ def _stacked_editor(
         parts = list(act.split(c))
         for k, edit in hook_edits:
             mask = data.masks[edit.positions][rows]
-            parts[k] = apply_edit(parts[k], edit, repl.values(edit, rows), mask)
+            parts[k] = apply_edit(parts[k], edit, edit_values(repl, edit, rows, parts[k]), mask)
             if not torch.isfinite(parts[k]).all():
                 seq = int(rows[(~torch.isfinite(parts[k])).reshape(len(rows), -1).any(1).nonzero()[0, 0]])
                 raise SelfCheckError(f"non-finite values after the edit '{edit}' at hook {edit.site.hook!r}, sequence {seq}")
@@ -182,7 +212,7 @@ def run_naive(model: Any, variant: Variant, data: EngineInputs, repl: Replacemen
 
         def edit_one(act: torch.Tensor, edits: list[HookEdit] = edits) -> torch.Tensor:
             for e in edits:
-                act = apply_edit(act, e, repl.values(e, rows), data.masks[e.positions])
+                act = apply_edit(act, e, edit_values(repl, e, rows, act), data.masks[e.positions])
             return act
 
         hooks[name] = edit_one

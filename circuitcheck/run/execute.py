@@ -127,20 +127,25 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
                 if id(other) not in others:
                     others[id(other)] = clean_run(other, plan.batch.tokens, set(), max_rows)[0]
                     _check_finite("other model", others[id(other)], other, plan.batch.tokens)
-    results = []
     by_variant = dict(zip(runs, outs, strict=True))
-    for claim in plan.claims:
+    measured: dict[str, ClaimResult] = {}
+    for claim in sorted(plan.claims, key=lambda c: bool(c.depends_on)):
         t = time.perf_counter()
-        out = ClaimOutputs(
-            batch=plan.batch,
-            masks=plan.masks,
-            inputs=plan.inputs,
-            clean_logits=clean_logits,
-            captured=cache,
-            variant_logits={role: by_variant[v] for role, v in claim.variants.items()}
-            | {role: others[id(m)] for role, m in claim.other_models.items()},
-        )
-        results.append(ClaimResult(claim.claim_id, claim.score(out), time.perf_counter() - t))
+        if claim.derive is not None:
+            measurement = claim.derive({d: measured[d].measurement for d in claim.depends_on})
+        else:
+            out = ClaimOutputs(
+                batch=plan.batch,
+                masks=plan.masks,
+                inputs=plan.inputs,
+                clean_logits=clean_logits,
+                captured=cache,
+                variant_logits={role: by_variant[v] for role, v in claim.variants.items()}
+                | {role: others[id(m)] for role, m in claim.other_models.items()},
+            )
+            measurement = claim.score(out)
+        measured[claim.claim_id] = ClaimResult(claim.claim_id, measurement, time.perf_counter() - t)
+    results = [measured[c.claim_id] for c in plan.claims]
     rows = len(plan.batch.tokens) * (len(runs) + 1)
     timings = {"clean_seconds": t1 - t0, "variants_seconds": t2 - t1}
     return FileResult(plan, tuple(results), checks, rows, time.perf_counter() - start, timings)

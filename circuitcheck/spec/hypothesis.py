@@ -158,6 +158,19 @@ def _reference_errors(spec: Any, smap: SourceMap) -> list[SpecError]:
         if corruption is not None and corruption.positions not in known:
             path = base + ("corruption", "positions")
             errors.append(SpecError(smap.locate(path), ".".join(map(str, path)), f"unknown position selection {corruption.positions!r}", "define it under 'positions:'"))
+        refs = getattr(claim, "claims", None)
+        if isinstance(refs, list):
+            kinds = {c.id: c.kind for c in spec.claims}
+            for j, ref in enumerate(refs):
+                path = base + ("claims", j)
+                problem = (
+                    f"unknown claim id {ref!r}" if ref not in kinds
+                    else "a claim cannot order itself" if ref == claim.id
+                    else f"{ref!r} is itself an ordering claim" if kinds[ref] == claim.kind
+                    else None
+                )
+                if problem:
+                    errors.append(SpecError(smap.locate(path), ".".join(map(str, path)), problem, f"use ids of other claims in this file: {', '.join(sorted(kinds))}"))
         metric = getattr(claim, "metric", None)
         if claim.kind != "association" and isinstance(metric, str) and metric not in metrics:
             errors.append(SpecError(smap.locate(base + ("metric",)), f"claims.{i}.metric", f"unknown metric {metric!r}", f"use one of: {', '.join(metrics.names())}"))

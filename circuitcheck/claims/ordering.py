@@ -1,0 +1,58 @@
+"""Ordering claims: other claims' estimates follow a declared order (the T6 ladder).
+
+estimate = the fraction of adjacent pairs in order (1.0: the whole ladder holds). The
+interval comes from resampling the same sequences for every rung at once, so it asks
+"how often does the whole ladder hold on a resampled dataset", not five separate questions.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
+from circuitcheck.plan.interventions import ClaimPlan, Measurement
+from circuitcheck.run.stats import SequenceStats, Totals
+
+
+@claim_kind
+class OrderingClaim(ClaimSpec):
+    kind: Literal["ordering"] = "ordering"
+    claims: list[str] = Field(min_length=2, description="Claim ids, in the declared order")
+    direction: Literal["increasing", "decreasing"]
+
+    def compile(self, ctx: CompileContext) -> ClaimPlan:
+        sign = 1.0 if self.direction == "increasing" else -1.0
+
+        def derive(found: dict[str, Measurement]) -> Measurement:
+            estimates = [found[c].estimate for c in self.claims]
+            parts = {c: found[c].stats for c in self.claims}
+            stats = None
+            if all(p is not None for p in parts.values()):
+                stats = _joint(parts, sign)  # type: ignore[arg-type]
+            in_order = sum(sign * (b - a) > 0 for a, b in zip(estimates, estimates[1:], strict=False))
+            rate = in_order / (len(estimates) - 1)
+            arrow = " < " if sign > 0 else " > "
+            ladder = arrow.join(f"{c} {e:.4g}" for c, e in zip(self.claims, estimates, strict=True))
+            found_text = f"{ladder}: {in_order} of {len(estimates) - 1} adjacent steps in the declared order"
+            return Measurement(rate, found_text, {"estimates": dict(zip(self.claims, estimates, strict=True))}, stats)
+
+        lines = (f"order of the estimates of {', '.join(self.claims)}: {self.direction}; uses their runs, adds none",)
+        return ClaimPlan(self.id, self.kind, {}, frozenset(), lines, _unused, depends_on=tuple(self.claims), derive=derive)
+
+
+def _joint(parts: dict[str, SequenceStats], sign: float) -> SequenceStats:
+    per_seq = {f"{c}/{k}": v for c, s in parts.items() for k, v in s.per_seq.items()}
+
+    def statistic(t: Totals) -> torch.Tensor:
+        values = [s.statistic({k: t[f"{c}/{k}"] for k in s.per_seq}) for c, s in parts.items()]
+        steps = [(sign * (b - a) > 0).double() for a, b in zip(values, values[1:], strict=False)]
+        return torch.stack(steps).mean(0)
+
+    return SequenceStats(per_seq, statistic)
+
+
+def _unused(out: object) -> Measurement:
+    raise AssertionError("ordering claims are derived from other claims, never scored on a run")

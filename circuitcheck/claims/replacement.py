@@ -1,0 +1,85 @@
+"""Replacement claims: swap components for simplified versions and measure what survives (T5, T6).
+
+Each replacement names a component and what replaces it: an ablation value (zero, mean,
+resample) or, for a head, an attention rule (previous, self, uniform) applied to its
+pattern. With no final LayerNorm, zeroing the MLP is the direct readout of resid_mid (DLA).
+estimate = the task metric with the replacements in place; details add the full model's
+value, top-1 agreement and KL with the full model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores
+from circuitcheck.errors import PlanError
+from circuitcheck.metrics import metrics
+from circuitcheck.plan.components import HookSite, resolve_component
+from circuitcheck.plan.interventions import PATTERN_RULES, ClaimOutputs, ClaimPlan, HookEdit, Measurement, Variant
+from circuitcheck.plan.positions import ALL
+from circuitcheck.run.stats import SequenceStats, Totals, per_sequence
+from circuitcheck.spec.base import Strict
+
+
+class Replacement(Strict):
+    component: str = Field(description="L.H, mlpL, embed, pos_embed or a hook name")
+    with_: Literal["zero", "mean", "resample", "previous", "self", "uniform"] = Field(alias="with")
+    at: str = Field(default=ALL, description="Positions where the replacement applies")
+    seed: int | None = Field(default=None, description="For resample")
+
+
+def _mean(t: Totals) -> torch.Tensor:
+    return t["replaced"] / t["n"]
+
+
+@claim_kind
+class ReplacementClaim(ClaimSpec):
+    kind: Literal["replacement"] = "replacement"
+    replace: list[Replacement] = Field(description="Empty: the full model itself (a ladder's top rung)")
+    positions: str
+    metric: str
+
+    def _edits(self, ctx: CompileContext) -> tuple[HookEdit, ...]:
+        edits = []
+        for i, r in enumerate(self.replace):
+            path = ctx.path + ("replace", i)
+            at = ctx.selection(r.at, "replace")
+            sites = resolve_component(ctx.model, r.component, path + ("component",))
+            if (r.with_ == "resample") != (r.seed is not None):
+                raise PlanError(path + ("seed",), "resample needs a seed, and only resample takes one")
+            if r.with_ in PATTERN_RULES:
+                if any(s.head is None for s in sites):
+                    raise PlanError(path + ("with",), f"attention rule {r.with_!r} applies to heads only, not {r.component!r}")
+                sites = [HookSite(s.hook.replace("hook_z", "hook_pattern"), s.head) for s in sites]
+            edits += [HookEdit(s, at, r.with_, r.seed) for s in sites]
+        return tuple(edits)
+
+    def compile(self, ctx: CompileContext) -> ClaimPlan:
+        metric = ctx.metric(self.metric)
+        mask = ctx.scored(self.positions)
+        variant = Variant(edits=self._edits(ctx))
+        agree, kl = metrics.get("top1_agreement"), metrics.get("kl")
+
+        def score(out: ClaimOutputs) -> Measurement:
+            logits = out.logits("replaced") if variant.edits else out.clean_logits
+            scores = masked_scores(metric, logits, out.batch, mask, out.clean_logits)
+            full = masked_scores(metric, out.clean_logits, out.batch, mask, out.clean_logits)
+            stats = SequenceStats({"n": mask.sum(1).double(), "replaced": per_sequence(scores, mask)}, _mean)
+            estimate = stats.estimate()
+            agreement = float(masked_scores(agree, logits, out.batch, mask, out.clean_logits).mean())
+            divergence = float(masked_scores(kl, logits, out.batch, mask, out.clean_logits).mean())
+            what = "; ".join(f"{r.component} -> {r.with_} at '{r.at}'" for r in self.replace) or "nothing replaced"
+            found = (
+                f"with {what}, {self.metric} is {estimate:.4f} (full model {float(full.mean()):.4f}); "
+                f"top-1 agreement with the full model {agreement:.3f}, KL {divergence:.4f}"
+            )
+            details = {"metric_full": float(full.mean()), "top1_agreement": agreement, "kl_to_full": divergence,
+                       "n_examples": int(mask.sum()), "n_sequences": int(mask.any(1).sum())}
+            return Measurement(estimate, found, details, stats, scores.double())
+
+        variants = {"replaced": variant} if variant.edits else {}
+        lines = (f"replaced: {variant.describe()}", f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions)")
+        return ClaimPlan(self.id, self.kind, variants, frozenset(), lines, score)

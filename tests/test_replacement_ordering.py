@@ -1,0 +1,100 @@
+"""Replacement claims (attention rules, MLP readouts) and ordering claims, against hand computations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuitcheck.claims.ordering import OrderingClaim
+from circuitcheck.claims.replacement import ReplacementClaim
+from circuitcheck.errors import PlanError
+from circuitcheck.run.execute import run_file
+from tests.conftest import TINY_CONFIG
+from tests.test_claims import make_plan
+
+
+def replacement(rid, replace, threshold=None):
+    return ReplacementClaim.model_validate(
+        dict(id=rid, statement="s", kind="replacement", replace=replace, positions="Y", metric="logprob",
+             threshold=threshold or {"at_least": -100.0})
+    )
+
+
+def manual_logits(model, tokens, hooks):
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=hooks)
+
+
+@pytest.mark.parametrize("rule", ["previous", "self", "uniform"])
+def test_attention_rules_match_a_hand_built_pattern(tiny_model, rule):
+    claim = replacement("r", [{"component": "1.2", "with": rule, "at": "Y"}])
+    plan = make_plan(tiny_model, [claim])
+    m = run_file(plan).claims[0].measurement
+    seq = TINY_CONFIG["n_ctx"]
+
+    def set_pattern(pattern, hook):
+        pattern = pattern.clone()
+        q = 5  # the "Y" position of the test batch
+        row = torch.zeros(seq)
+        if rule == "previous":
+            row[q - 1] = 1.0
+        elif rule == "self":
+            row[q] = 1.0
+        else:
+            row[: q + 1] = 1.0 / (q + 1)
+        pattern[:, 2, q] = row
+        return pattern
+
+    logits = manual_logits(tiny_model, plan.batch.tokens, [("blocks.1.attn.hook_pattern", set_pattern)])
+    mask = plan.masks["Y"]
+    want = logits[mask].log_softmax(-1).gather(-1, plan.batch.next_token[mask][:, None]).mean()
+    assert m.estimate == pytest.approx(float(want), abs=1e-5)
+    assert m.details["top1_agreement"] <= 1.0 and m.details["kl_to_full"] >= 0.0
+
+
+def test_no_replacement_is_the_full_model(tiny_model):
+    m = run_file(make_plan(tiny_model, [replacement("full", [])])).claims[0].measurement
+    assert m.estimate == pytest.approx(m.details["metric_full"], abs=1e-6)  # float64 pooled vs float32 mean
+    assert m.details["top1_agreement"] == 1.0 and m.details["kl_to_full"] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_rules_apply_to_heads_only(tiny_model):
+    with pytest.raises(PlanError, match="attention rule 'previous' applies to heads only"):
+        make_plan(tiny_model, [replacement("r", [{"component": "mlp0", "with": "previous"}])])
+
+
+def ordering(ids, direction="increasing"):
+    return OrderingClaim.model_validate(
+        dict(id="ladder", statement="s", kind="ordering", claims=ids, direction=direction, threshold={"at_least": 1.0})
+    )
+
+
+def test_ordering_reads_the_other_claims_and_resamples_them_jointly(tiny_model):
+    rungs = [
+        replacement("everything-zeroed", [{"component": c, "with": "zero"} for c in ("attn0", "mlp0", "attn1", "mlp1")]),
+        replacement("full", []),
+    ]
+    up = run_file(make_plan(tiny_model, [*rungs, ordering(["everything-zeroed", "full"])]))
+    down = run_file(make_plan(tiny_model, [*rungs, ordering(["everything-zeroed", "full"], "decreasing")]))
+    low, high = (r.measurement.estimate for r in up.claims[:2])
+    assert (up.claims[2].measurement.estimate, down.claims[2].measurement.estimate) == ((1.0, 0.0) if high > low else (0.0, 1.0))
+    stats = up.claims[2].measurement.stats
+    assert stats is not None and set(stats.per_seq) == {"everything-zeroed/n", "everything-zeroed/replaced", "full/n", "full/replaced"}
+    draws = stats.bootstrap(200, seed=0)
+    assert set(draws.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_ordering_refuses_unknown_ids(write_yaml):
+    from circuitcheck.errors import SpecErrors
+    from circuitcheck.spec.hypothesis import load_hypothesis
+    from tests.conftest import VALID_FILE
+
+    text = VALID_FILE + """  - id: ladder
+    statement: s
+    kind: ordering
+    claims: [T8, nope]
+    direction: increasing
+    threshold: {at_least: 1.0}
+"""
+    with pytest.raises(SpecErrors, match=r"claims.1.claims.1: unknown claim id 'nope'"):
+        load_hypothesis(write_yaml(text))
