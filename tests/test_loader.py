@@ -128,3 +128,12 @@ def test_thresholds_round_trip(tmp_path_factory, value, bound):
     threshold = spec.claims[0].threshold
     assert getattr(threshold, bound) == value
     assert threshold.passes(value)
+
+
+def test_did_you_mean_uses_the_yaml_spelling_of_aliased_keys(write_yaml):
+    text = VALID_FILE.replace("kind: ablation", "kind: replacement").replace(
+        '    mode: necessity\n    components: ["0.0"]\n    method: zero\n',
+        "    replace: [{component: mlp0, wiht: zero}]\n",
+    ).replace("    effect: relative_drop\n", "")
+    errs = errors_of(write_yaml(text))
+    assert any(e.message == "unknown key 'wiht'" and e.fix == "did you mean 'with'?" for e in errs)

@@ -36,6 +36,9 @@ def tensor_sha256(tokens: Any) -> str:
 
 def _seeds_in(data: object, prefix: str = "") -> dict[str, int]:
     found: dict[str, int] = {}
+    if isinstance(data, list):
+        for i, item in enumerate(data):
+            found |= _seeds_in(item, f"{prefix}{i}.")
     if isinstance(data, dict):
         for key, value in data.items():
             name = f"{prefix}{key}"

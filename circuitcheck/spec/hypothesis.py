@@ -88,7 +88,7 @@ def _known_keys() -> frozenset[str]:
             continue
         seen.add(cls)
         for name, field in cls.model_fields.items():
-            keys.add(name)
+            keys.add(field.alias or name)
             todo.extend(_model_types(field.annotation))
     return frozenset(keys)
 
