@@ -78,3 +78,51 @@ def test_out_of_range_head_is_refused(tiny_model):
     )
     with pytest.raises(PlanError, match="head 5 is out of range"):
         make_plan(tiny_model, [claim])
+
+
+def composition(writer, reader, mode):
+    from circuitcheck.claims.composition import CompositionClaim
+
+    return CompositionClaim.model_validate(
+        dict(id="f1", statement="s", kind="composition", writer=writer, reader=reader, mode=mode, threshold={"at_least": 0.1})
+    )
+
+
+@pytest.mark.parametrize("mode", ["q", "k", "v"])
+def test_composition_matches_transformer_lens(tiny_model, mode):
+    with torch.no_grad():
+        reference = tiny_model.all_composition_scores(mode.upper())
+    for writer in range(3):
+        for reader in range(3):
+            got = measure(tiny_model, composition(f"0.{writer}", f"1.{reader}", mode)).estimate
+            assert got == pytest.approx(float(reference[0, writer, 1, reader]), rel=1e-4)
+
+
+def test_composition_needs_a_later_reader(tiny_model):
+    with pytest.raises(PlanError, match="must sit in a later layer"):
+        make_plan(tiny_model, [composition("1.0", "0.1", "k")])
+
+
+def test_copying_score_of_a_copying_circuit():
+    import numpy as np
+
+    from circuitcheck.claims.ov_copying import copying_score
+
+    gen = np.random.default_rng(0)
+    basis = gen.standard_normal((6, 6))
+    eig = np.array([3.0, 2.0, 1.0, 0.5, -0.5, 0.2])
+    matrix = basis @ np.diag(eig) @ np.linalg.inv(basis)
+    score, positive = copying_score(torch.tensor(matrix))
+    assert score == pytest.approx(eig.sum() / np.abs(eig).sum(), rel=1e-6)
+    assert positive == pytest.approx(5 / 6)
+    assert copying_score(torch.eye(4))[0] == pytest.approx(1.0)
+    assert copying_score(-torch.eye(4))[0] == pytest.approx(-1.0)
+
+
+def test_ov_copying_claim_reads_the_full_ov_circuit(tiny_model):
+    from circuitcheck.claims.ov_copying import OVCopyingClaim, copying_score
+
+    claim = OVCopyingClaim.model_validate(dict(id="f3", statement="s", kind="ov_copying", head="1.2", threshold={"at_least": 0.0}))
+    with torch.no_grad():
+        full = tiny_model.W_E @ tiny_model.W_V[1, 2] @ tiny_model.W_O[1, 2] @ tiny_model.W_U
+    assert measure(tiny_model, claim).estimate == pytest.approx(copying_score(full)[0])

@@ -46,3 +46,25 @@ def weight_plan(claim_id: str, kind: str, lines: tuple[str, ...], measure: Calla
         return measurement
 
     return ClaimPlan(claim_id, kind, {}, frozenset(), lines + ("no forward pass: read from the weights",), score)
+
+
+def parse_head(ctx: Any, name: str, field: str) -> tuple[int, int]:
+    """``"L.H"`` -> (layer, head), checked against the model."""
+    from circuitcheck.errors import PlanError
+
+    parts = name.split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise PlanError(ctx.path + (field,), f"expected a head as 'L.H', got {name!r}")
+    layer, head = int(parts[0]), int(parts[1])
+    ctx.head(layer, head)
+    return layer, head
+
+
+def ov_matrix(model: Any, layer: int, head: int) -> torch.Tensor:
+    """``W_V W_O`` of one head, ``[d_model, d_model]`` (row vectors: x @ W)."""
+    return model.W_V[layer, head] @ model.W_O[layer, head]
+
+
+def qk_matrix(model: Any, layer: int, head: int) -> torch.Tensor:
+    """``W_Q W_K^T`` of one head, ``[d_model, d_model]``: score = x_q @ W @ x_k^T."""
+    return model.W_Q[layer, head] @ model.W_K[layer, head].T

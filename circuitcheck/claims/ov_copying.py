@@ -1,0 +1,40 @@
+"""A head's OV circuit copies its source token (CLAIMS.md F3).
+
+The full OV circuit W_E W_V W_O W_U maps a source token to logits. Copying shows as
+positive eigenvalues; estimate = the copying score sum(Re λ) / sum(|λ|), in [-1, 1]
+(Elhage et al. 2021). LayerNorm is left out, as in the framework paper.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
+from circuitcheck.claims.weight_common import ov_matrix, parse_head, weight_plan
+from circuitcheck.plan.interventions import ClaimPlan, Measurement
+
+
+def copying_score(full_ov: torch.Tensor) -> tuple[float, float]:
+    """(sum Re λ / sum |λ|, fraction of eigenvalues with positive real part)."""
+    eig = torch.linalg.eigvals(full_ov.double())
+    return float(eig.real.sum() / eig.abs().sum()), float((eig.real > 0).double().mean())
+
+
+@claim_kind
+class OVCopyingClaim(ClaimSpec):
+    kind: Literal["ov_copying"] = "ov_copying"
+    head: str = Field(description="'L.H'")
+
+    def compile(self, ctx: CompileContext) -> ClaimPlan:
+        layer, head = parse_head(ctx, self.head, "head")
+        model = ctx.model
+
+        def measure() -> Measurement:
+            score, positive = copying_score(model.W_E @ ov_matrix(model, layer, head) @ model.W_U)
+            found = f"head {self.head}'s full OV circuit has copying score {score:.4f}; {positive:.1%} of its eigenvalues have a positive real part"
+            return Measurement(score, found, {"positive_fraction": positive})
+
+        return weight_plan(self.id, self.kind, (f"eigenvalues of W_E W_OV({self.head}) W_U",), measure)
