@@ -102,7 +102,7 @@ def load(name_or_path: str, base: Path | None = None) -> LoadedModel:
         raise ModelLoadError(f"{model_dir / CARD_NAME}: bad config: {err}") from None
     state = _read_state_dict(ckpt, card, model.cfg)
     _load_strict(model, state, ckpt)
-    model.eval()
+    model.train(False)  # inference mode: no dropout; never Python eval
     for param in model.parameters():
         param.requires_grad_(False)
     return LoadedModel(model, card.get("name", model_dir.name), card, ckpt, sha256_file(ckpt))
