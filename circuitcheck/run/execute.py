@@ -10,7 +10,7 @@ import torch
 
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.compile import FilePlan
-from circuitcheck.plan.components import available_hooks, complement, model_components, resolve_components
+from circuitcheck.plan.components import HookSite, available_hooks, complement, model_components, resolve_components
 from circuitcheck.plan.interventions import CLEAN, ClaimOutputs, HookEdit, Measurement, Variant
 from circuitcheck.plan.positions import ALL
 from circuitcheck.run.engine import DEFAULT_MAX_ROWS, EngineInputs, Replacements, clean_run, counted_hooks, run_variants
@@ -44,11 +44,7 @@ class FileResult:
 
 def _identity_variant(variants: list[Variant]) -> Variant:
     """Clean activations patched into the clean run at every hook any claim edits."""
-    sites = sorted({e.site for v in variants for e in v.edits}) or []
-    if not sites:
-        from circuitcheck.plan.components import HookSite
-
-        sites = [HookSite("hook_embed")]
+    sites = sorted({e.site for v in variants for e in v.edits}) or [HookSite("hook_embed")]
     return Variant(edits=tuple(HookEdit(s, ALL, "clean") for s in sites))
 
 
@@ -94,7 +90,7 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
     everything = resolve_components(model, model_components(model), ())
     keep_all = complement(model, everything)
     empty = Variant(edits=tuple(HookEdit(s, ALL, "mean") for s in complement(model, [])))
-    runs = list(unique) + [empty, identity, noop]
+    runs = list(dict.fromkeys([*unique, empty, identity, noop]))  # a claim's variant may equal a check's
     capture = {c for claim in plan.claims for c in claim.captures}
     capture |= {e.site.hook for v in runs for e in v.edits}
 
@@ -106,15 +102,17 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
         t1 = time.perf_counter()
         outs = run_variants(model, runs, data, Replacements(cache), max_rows)
         t2 = time.perf_counter()
-    for variant, logits in zip(runs, outs, strict=True):
+    by_variant = dict(zip(runs, outs, strict=True))
+    for variant, logits in by_variant.items():
         _check_finite(variant.describe(), logits)
+    blank = by_variant[empty]
     checks = (
         SelfCheck("hooks_fired", True, f"every hook fired in {len(runs) + 1} variant runs"),
-        _compare("identity_patch", "clean activations patched at every edited hook reproduce the clean logits", outs[-2], clean_logits),
-        _compare("batched_noop", "an unedited variant stacked with the others reproduces the clean run", outs[-1], clean_logits),
+        _compare("identity_patch", "clean activations patched at every edited hook reproduce the clean logits", by_variant[identity], clean_logits),
+        _compare("batched_noop", "an unedited variant stacked with the others reproduces the clean run", by_variant[noop], clean_logits),
         SelfCheck("finite", True, "all logits finite"),
         SelfCheck("full_circuit", not keep_all, f"keeping every component ablates nothing ({len(keep_all)} site(s) left to ablate); the unedited run is the model"),
-        _compare("empty_circuit", "with every component mean-ablated the output is the same for every sequence", outs[-3], outs[-3][:1].expand_as(outs[-3]), atol=1e-4),
+        _compare("empty_circuit", "with every component mean-ablated the output is the same for every sequence", blank, blank[:1].expand_as(blank), atol=1e-4),
     )
     failed = [c for c in checks if not c.passed]
     if failed:
@@ -127,7 +125,6 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
                 if id(other) not in others:
                     others[id(other)] = clean_run(other, plan.batch.tokens, set(), max_rows)[0]
                     _check_finite("other model", others[id(other)], other, plan.batch.tokens)
-    by_variant = dict(zip(runs, outs, strict=True))
     measured: dict[str, ClaimResult] = {}
     for claim in sorted(plan.claims, key=lambda c: bool(c.depends_on)):
         t = time.perf_counter()
