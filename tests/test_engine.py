@@ -173,3 +173,15 @@ def test_an_edit_that_writes_nan_is_an_error(tiny_model, setup):
     edit = HookEdit(HookSite("blocks.0.hook_mlp_out"), "all", "clean")
     with pytest.raises(SelfCheckError, match=r"non-finite values after the edit .* at hook 'blocks.0.hook_mlp_out', sequence 0"):
         run_variants(tiny_model, [Variant(edits=(edit,))], data, Replacements(cache))
+
+
+def test_batched_linear_edits_equal_the_naive_loop(tiny_model, setup):
+    data, _, _, sites = setup
+    with torch.no_grad():
+        _, full_cache = tiny_model.run_with_cache(data.inputs[CLEAN])
+    repl = Replacements(dict(full_cache.items()), tiny_model, data.masks)
+    lin = HookEdit(HookSite("blocks.1.hook_mlp_out"), "late", "linear", reads="blocks.1.hook_resid_mid", fit="all")
+    variants = [Variant(edits=(lin,)), Variant(input="corrupted", edits=(lin, HookEdit(sites[2], "all", "zero")))]
+    batched = run_variants(tiny_model, variants, data, repl, max_rows=5)
+    for variant, got in zip(variants, batched, strict=True):
+        assert torch.allclose(got, run_naive(tiny_model, variant, data, repl), atol=1e-5)

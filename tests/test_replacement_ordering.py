@@ -98,3 +98,42 @@ def test_ordering_refuses_unknown_ids(write_yaml):
 """
     with pytest.raises(SpecErrors, match=r"claims.1.claims.1: unknown claim id 'nope'"):
         load_hypothesis(write_yaml(text))
+
+
+def test_median_jacobian_recovers_a_linear_map():
+    from circuitcheck.run.linearize import median_jacobian
+
+    gen = torch.Generator().manual_seed(0)
+    a, c = torch.randn(5, 4, generator=gen), torch.randn(5, generator=gen)
+    j, b = median_jacobian(lambda x: x @ a.T + c, torch.randn(30, 4, generator=gen))
+    assert torch.allclose(j, a, atol=1e-5) and torch.allclose(b, c, atol=1e-5)
+
+
+def test_linearised_mlp_matches_a_manual_replacement(tiny_model):
+    from circuitcheck.run.linearize import median_jacobian, mlp_function
+
+    claim = replacement("lin", [{"component": "mlp1", "with": "linear", "fit": "Y"}])
+    plan = make_plan(tiny_model, [claim])
+    m = run_file(plan).claims[0].measurement
+    tokens, mask = plan.batch.tokens, plan.masks["Y"]
+    with torch.no_grad():
+        _, cache = tiny_model.run_with_cache(tokens)
+    j, b = median_jacobian(mlp_function(tiny_model, 1), cache["blocks.1.hook_resid_mid"][mask])
+    seen = {}
+
+    def keep(act, hook):
+        seen["mid"] = act
+
+    def linear(act, hook):
+        return seen["mid"] @ j.T + b
+
+    logits = manual_logits(tiny_model, tokens, [("blocks.1.hook_resid_mid", keep), ("blocks.1.hook_mlp_out", linear)])
+    want = logits[mask].log_softmax(-1).gather(-1, plan.batch.next_token[mask][:, None]).mean()
+    assert m.estimate == pytest.approx(float(want), abs=1e-4)
+
+
+def test_linear_needs_fit_positions_and_an_mlp(tiny_model):
+    with pytest.raises(PlanError, match="needs 'fit' positions"):
+        make_plan(tiny_model, [replacement("r", [{"component": "mlp0", "with": "linear"}])])
+    with pytest.raises(PlanError, match="'linear' linearises an MLP"):
+        make_plan(tiny_model, [replacement("r", [{"component": "0.1", "with": "linear", "fit": "Y"}])])

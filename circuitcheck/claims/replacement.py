@@ -26,9 +26,10 @@ from circuitcheck.spec.base import Strict
 
 class Replacement(Strict):
     component: str = Field(description="L.H, mlpL, embed, pos_embed or a hook name")
-    with_: Literal["zero", "mean", "resample", "previous", "self", "uniform"] = Field(alias="with")
+    with_: Literal["zero", "mean", "resample", "previous", "self", "uniform", "linear"] = Field(alias="with")
     at: str = Field(default=ALL, description="Positions where the replacement applies")
     seed: int | None = Field(default=None, description="For resample")
+    fit: str | None = Field(default=None, description="For linear: positions the median Jacobian is fitted on")
 
 
 def _mean(t: Totals) -> torch.Tensor:
@@ -50,6 +51,15 @@ class ReplacementClaim(ClaimSpec):
             sites = resolve_component(ctx.model, r.component, path + ("component",))
             if (r.with_ == "resample") != (r.seed is not None):
                 raise PlanError(path + ("seed",), "resample needs a seed, and only resample takes one")
+            if (r.with_ == "linear") != (r.fit is not None):
+                raise PlanError(path + ("fit",), "a linear replacement needs 'fit' positions, and only it takes them")
+            if r.with_ == "linear":
+                if not all(s.hook.endswith("hook_mlp_out") for s in sites):
+                    raise PlanError(path + ("with",), f"'linear' linearises an MLP, not {r.component!r}")
+                fit = ctx.selection(r.fit or "", "replace")
+                layer = sites[0].hook.split(".")[1]
+                edits += [HookEdit(s, at, "linear", reads=f"blocks.{layer}.hook_resid_mid", fit=fit) for s in sites]
+                continue
             if r.with_ in PATTERN_RULES:
                 if any(s.head is None for s in sites):
                     raise PlanError(path + ("with",), f"attention rule {r.with_!r} applies to heads only, not {r.component!r}")

@@ -12,12 +12,13 @@ from circuitcheck.data.batch import TokenBatch
 from circuitcheck.plan.components import HookSite
 from circuitcheck.run.stats import SequenceStats
 
-Source = Literal["zero", "mean", "resample", "clean", "previous", "self", "uniform"]
+Source = Literal["zero", "mean", "resample", "clean", "previous", "self", "uniform", "linear"]
 """What an edited activation is replaced with: zeros; its per-position mean over the
 dataset's clean run; the clean activation of another sequence (a seeded
 derangement); the clean activation of the same sequence (patching); or, for an
 attention pattern, a rule: all attention on the previous token, on the token itself,
-or spread uniformly over the causal prefix."""
+or spread uniformly over the causal prefix; or ``linear``: a median-Jacobian linearisation of
+the MLP fitted on the clean run (``fit`` positions), applied to this run's ``reads`` activation."""
 
 PATTERN_RULES = ("previous", "self", "uniform")
 
@@ -30,10 +31,13 @@ class HookEdit:
     positions: str
     source: Source
     seed: int | None = None
+    reads: str | None = None
+    fit: str | None = None
 
     def __str__(self) -> str:
         seed = f" (seed {self.seed})" if self.seed is not None else ""
-        return f"{self.source}{seed} -> {self.site} at positions '{self.positions}'"
+        linear = f" (of {self.reads}, fitted at '{self.fit}')" if self.source == "linear" else ""
+        return f"{self.source}{seed}{linear} -> {self.site} at positions '{self.positions}'"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import torch
 
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.interventions import CLEAN, PATTERN_RULES, HookEdit, Variant
+from circuitcheck.run.linearize import median_jacobian, mlp_function
 
 DEFAULT_MAX_ROWS = 4096
 
@@ -90,10 +91,22 @@ def clean_run(model: Any, tokens: torch.Tensor, capture: set[str], max_rows: int
 class Replacements:
     """Replacement activations for edits, computed once from the clean cache."""
 
-    def __init__(self, cache: dict[str, torch.Tensor]) -> None:
+    def __init__(self, cache: dict[str, torch.Tensor], model: Any = None, masks: dict[str, torch.Tensor] | None = None) -> None:
         self.cache = cache
+        self.model = model
+        self.masks = masks or {}
         self._means: dict[str, torch.Tensor] = {}
         self._perms: dict[int, torch.Tensor] = {}
+        self._linear: dict[HookEdit, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def linear_map(self, edit: HookEdit) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fitted (J, b) of a ``linear`` edit; fitted once, outside any hook context."""
+        if edit not in self._linear:
+            assert edit.reads is not None and edit.fit is not None, "linear edits name their input and fit positions"
+            layer = int(edit.site.hook.split(".")[1])
+            inputs = self.cache[edit.reads][self.masks[edit.fit]]
+            self._linear[edit] = median_jacobian(mlp_function(self.model, layer), inputs)
+        return self._linear[edit]
 
     def values(self, edit: HookEdit, rows: torch.Tensor) -> torch.Tensor:
         clean = self.cache[edit.site.hook]
@@ -128,7 +141,12 @@ def rule_pattern(rule: str, shape: torch.Size, dtype: torch.dtype) -> torch.Tens
     return rows.expand(shape)
 
 
-def edit_values(repl: Replacements, edit: HookEdit, rows: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+def edit_values(repl: Replacements, edit: HookEdit, rows: torch.Tensor, act: torch.Tensor, read: torch.Tensor | None = None) -> torch.Tensor:
+    """What ``edit`` writes into ``act``; ``read`` is this run's ``edit.reads`` activation, for linear edits."""
+    if edit.source == "linear":
+        assert read is not None, "linear edits need the activation they read"
+        j, b = repl.linear_map(edit)
+        return read @ j.T + b
     if edit.source in PATTERN_RULES:
         return rule_pattern(edit.source, act.shape, act.dtype)
     return repl.values(edit, rows)
@@ -171,11 +189,18 @@ def run_variants(
         for edit in variant.edits:
             by_hook[edit.site.hook].append((k, edit))
 
+    reads = {e.reads for v in variants for e in v.edits if e.reads}
+    for v in variants:  # fit linearisations now: a fit inside a hook would run hooked modules
+        for e in v.edits:
+            if e.source == "linear":
+                repl.linear_map(e)
     for start in range(0, n_seqs, per_chunk):
         rows = torch.arange(start, min(start + per_chunk, n_seqs))
         c = len(rows)
         stacked = torch.cat([data.inputs[v.input][rows] for v in variants])
-        hooks = {name: _stacked_editor(edits, rows, data, repl) for name, edits in by_hook.items()}
+        stash: dict[str, torch.Tensor] = {}
+        hooks = {name: _stacked_editor(edits, rows, data, repl, stash) for name, edits in by_hook.items()}
+        _add_stashes(hooks, reads, stash)
         with counted_hooks(model, hooks) as calls:
             logits = model(stacked).detach()
         assert_fired(calls, sorted(hooks), "intervention run")
@@ -185,7 +210,8 @@ def run_variants(
 
 
 def _stacked_editor(
-    hook_edits: list[tuple[int, HookEdit]], rows: torch.Tensor, data: EngineInputs, repl: Replacements
+    hook_edits: list[tuple[int, HookEdit]], rows: torch.Tensor, data: EngineInputs, repl: Replacements,
+    stash: dict[str, torch.Tensor],
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """One hook function editing each variant's block of rows in a stacked batch."""
     c = len(rows)
@@ -194,7 +220,8 @@ def _stacked_editor(
         parts = list(act.split(c))
         for k, edit in hook_edits:
             mask = data.masks[edit.positions][rows]
-            parts[k] = apply_edit(parts[k], edit, edit_values(repl, edit, rows, parts[k]), mask)
+            read = stash[edit.reads].split(c)[k] if edit.reads else None
+            parts[k] = apply_edit(parts[k], edit, edit_values(repl, edit, rows, parts[k], read), mask)
             if not torch.isfinite(parts[k]).all():
                 seq = int(rows[(~torch.isfinite(parts[k])).reshape(len(rows), -1).any(1).nonzero()[0, 0]])
                 raise SelfCheckError(f"non-finite values after the edit '{edit}' at hook {edit.site.hook!r}, sequence {seq}")
@@ -203,19 +230,37 @@ def _stacked_editor(
     return edit_all
 
 
+def _add_stashes(hooks: dict[str, Callable[[torch.Tensor], Any]], reads: set[str], stash: dict[str, torch.Tensor]) -> None:
+    """Keep this pass's activation at every hook a linear edit reads (it fires earlier in the pass)."""
+    for name in reads:
+        if name in hooks:
+            raise SelfCheckError(f"hook {name!r} is both edited and read by a linear edit in one pass")
+
+        def keep(act: torch.Tensor, name: str = name) -> None:
+            stash[name] = act
+
+        hooks[name] = keep
+
+
 def run_naive(model: Any, variant: Variant, data: EngineInputs, repl: Replacements) -> torch.Tensor:
     """The reference: one un-stacked forward pass for one variant (used by tests)."""
     rows = torch.arange(len(data.inputs[CLEAN]))
-    hooks: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+    hooks: dict[str, Callable[[torch.Tensor], Any]] = {}
+    stash: dict[str, torch.Tensor] = {}
+    for e in variant.edits:
+        if e.source == "linear":
+            repl.linear_map(e)
     for name in {e.site.hook for e in variant.edits}:
         edits = [e for e in variant.edits if e.site.hook == name]
 
         def edit_one(act: torch.Tensor, edits: list[HookEdit] = edits) -> torch.Tensor:
             for e in edits:
-                act = apply_edit(act, e, edit_values(repl, e, rows, act), data.masks[e.positions])
+                read = stash[e.reads] if e.reads else None
+                act = apply_edit(act, e, edit_values(repl, e, rows, act, read), data.masks[e.positions])
             return act
 
         hooks[name] = edit_one
+    _add_stashes(hooks, {e.reads for e in variant.edits if e.reads}, stash)
     with counted_hooks(model, hooks) as calls:
         logits = model(data.inputs[variant.input]).detach()
     assert_fired(calls, sorted(hooks), "naive run")

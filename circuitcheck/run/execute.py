@@ -92,7 +92,7 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
     empty = Variant(edits=tuple(HookEdit(s, ALL, "mean") for s in complement(model, [])))
     runs = list(dict.fromkeys([*unique, empty, identity, noop]))  # a claim's variant may equal a check's
     capture = {c for claim in plan.claims for c in claim.captures}
-    capture |= {e.site.hook for v in runs for e in v.edits}
+    capture |= {e.site.hook for v in runs for e in v.edits} | {e.reads for v in runs for e in v.edits if e.reads}
 
     with torch.no_grad():
         t0 = time.perf_counter()
@@ -100,7 +100,7 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
         _check_finite(CLEAN, clean_logits, model, plan.batch.tokens)
         data = EngineInputs(plan.inputs, plan.masks)
         t1 = time.perf_counter()
-        outs = run_variants(model, runs, data, Replacements(cache), max_rows)
+        outs = run_variants(model, runs, data, Replacements(cache, model, plan.masks), max_rows)
         t2 = time.perf_counter()
     by_variant = dict(zip(runs, outs, strict=True))
     for variant, logits in by_variant.items():
