@@ -16,12 +16,12 @@ import torch
 from pydantic import Field, model_validator
 
 from circuitcheck.claims.ablation_common import AblationMethod, ablation_edits
-from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores, sequence_sums
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.components import complement, model_components, resolve_components
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, Variant
 from circuitcheck.plan.positions import ALL
-from circuitcheck.run.stats import SequenceStats, Totals, per_sequence, safe_ratio
+from circuitcheck.run.stats import SequenceStats, Totals, safe_ratio
 from circuitcheck.spec.base import Strict
 
 
@@ -133,7 +133,7 @@ class AblationClaim(ClaimSpec):
 
         def score(out: ClaimOutputs) -> Measurement:
             def sums(logits: torch.Tensor) -> torch.Tensor:
-                return per_sequence(masked_scores(metric, logits, out.batch, mask, out.clean_logits), mask)
+                return sequence_sums(metric, logits, out, mask)
 
             per_seq = {"n": mask.sum(1).double(), "full": sums(out.clean_logits)}
             for role in variants:

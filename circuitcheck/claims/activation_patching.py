@@ -11,11 +11,11 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import Field
 
-from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores, sequence_sums
 from circuitcheck.plan.components import resolve_components
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, Measurement, Variant
 from circuitcheck.plan.positions import ALL
-from circuitcheck.run.stats import SequenceStats, Totals, per_sequence, safe_ratio
+from circuitcheck.run.stats import SequenceStats, Totals, safe_ratio
 from circuitcheck.spec.base import Strict
 
 
@@ -64,7 +64,7 @@ class ActivationPatchingClaim(ClaimSpec):
 
         def score(out: ClaimOutputs) -> Measurement:
             def sums(logits: torch.Tensor) -> torch.Tensor:
-                return per_sequence(masked_scores(metric, logits, out.batch, mask, out.clean_logits), mask)
+                return sequence_sums(metric, logits, out, mask)
 
             per_seq = {"n": mask.sum(1).double(), "clean": sums(out.clean_logits)}
             per_seq |= {role: sums(out.logits(role)) for role in variants}

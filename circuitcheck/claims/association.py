@@ -14,7 +14,6 @@ import torch
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
-from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
 from circuitcheck.run.stats import SequenceStats, Totals, safe_ratio
 from circuitcheck.spec.base import Strict
@@ -96,15 +95,11 @@ class AssociationClaim(ClaimSpec):
     )
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
-        cfg = ctx.model.cfg
         captures = set()
         for side in ("left", "right"):
             pred = getattr(self, side)
             if isinstance(pred, AttentionAbove):
-                if pred.layer >= cfg.n_layers:
-                    raise PlanError(ctx.path + (side, "layer"), f"layer {pred.layer} is out of range: the model has {cfg.n_layers}", f"use 0..{cfg.n_layers - 1}")
-                if pred.head >= cfg.n_heads:
-                    raise PlanError(ctx.path + (side, "head"), f"head {pred.head} is out of range: layer {pred.layer} has {cfg.n_heads}", f"use 0..{cfg.n_heads - 1}")
+                ctx.head(pred.layer, pred.head, (side,))
                 captures.add(pred.hook())
         mask = ctx.scored(self.positions)
 

@@ -19,6 +19,7 @@ from circuitcheck.metrics import Metric, metrics
 from circuitcheck.plan.interventions import ClaimPlan
 from circuitcheck.plan.positions import scored_mask
 from circuitcheck.registry import Registry
+from circuitcheck.run.stats import per_sequence
 from circuitcheck.spec.base import ClaimId, Floor, Strict, Threshold
 
 
@@ -34,13 +35,13 @@ class CompileContext:
     card: dict[str, Any] = field(default_factory=dict)
     base_dir: Path | None = None
 
-    def head(self, layer: int, head: int) -> None:
-        """Refuse a layer or head the model does not have."""
+    def head(self, layer: int, head: int, at: tuple[str | int, ...] = ()) -> None:
+        """Refuse a layer or head the model does not have; ``at`` is the spec field holding them."""
         cfg = self.model.cfg
         if not 0 <= layer < cfg.n_layers:
-            raise PlanError(self.path + ("layer",), f"layer {layer} is out of range: the model has {cfg.n_layers}", f"use 0..{cfg.n_layers - 1}")
+            raise PlanError(self.path + at + ("layer",), f"layer {layer} is out of range: the model has {cfg.n_layers}", f"use 0..{cfg.n_layers - 1}")
         if not 0 <= head < cfg.n_heads:
-            raise PlanError(self.path + ("head",), f"head {head} is out of range: layer {layer} has {cfg.n_heads}", f"use 0..{cfg.n_heads - 1}")
+            raise PlanError(self.path + at + ("head",), f"head {head} is out of range: layer {layer} has {cfg.n_heads}", f"use 0..{cfg.n_heads - 1}")
 
     def scored(self, selection: str, field: str = "positions") -> torch.Tensor:
         return scored_mask(self.masks, selection, self.batch, self.path + (field,))
@@ -104,6 +105,11 @@ def claim_kind(cls: type[ClaimSpec]) -> type[ClaimSpec]:
     name = cls.model_fields["kind"].default
     cls.kind_name = name
     return claim_kinds.register(name)(cls)
+
+
+def sequence_sums(metric: Metric, logits: torch.Tensor, out: Any, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sequence totals of ``metric`` at ``mask``'s positions (for :class:`SequenceStats`)."""
+    return per_sequence(masked_scores(metric, logits, out.batch, mask, out.clean_logits), mask)
 
 
 def masked_scores(metric: Metric, logits: torch.Tensor, batch: TokenBatch, mask: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,10 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, sequence_sums
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
-from circuitcheck.run.stats import SequenceStats, Totals, per_sequence
+from circuitcheck.run.stats import SequenceStats, Totals
 from circuitcheck.zoo.load import load
 
 
@@ -46,7 +46,7 @@ class ModelComparisonClaim(ClaimSpec):
 
         def score(out: ClaimOutputs) -> Measurement:
             def sums(logits: torch.Tensor) -> torch.Tensor:
-                return per_sequence(masked_scores(metric, logits, out.batch, mask, out.clean_logits), mask)
+                return sequence_sums(metric, logits, out, mask)
 
             per_seq = {"n": mask.sum(1).double(), "this": sums(out.clean_logits), "other": sums(out.logits("other"))}
             stats = SequenceStats(per_seq, difference)

@@ -56,7 +56,7 @@ def parse_head(ctx: Any, name: str, field: str) -> tuple[int, int]:
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
         raise PlanError(ctx.path + (field,), f"expected a head as 'L.H', got {name!r}")
     layer, head = int(parts[0]), int(parts[1])
-    ctx.head(layer, head)
+    ctx.head(layer, head, (field,))
     return layer, head
 
 
