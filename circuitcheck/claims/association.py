@@ -14,6 +14,7 @@ import torch
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
+from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
 from circuitcheck.run.stats import SequenceStats, Totals, safe_ratio
 from circuitcheck.spec.base import Strict
@@ -46,10 +47,10 @@ class CorrectProbAbove(Strict):
 
 
 class HasRole(Strict):
-    """The position carries the dataset annotation ``role`` (X, Y or Z)."""
+    """The position carries the dataset annotation ``role`` (e.g. X, Y or Z)."""
 
     kind: Literal["role"] = "role"
-    role: Literal["X", "Y", "Z"]
+    role: str
 
     def describe(self) -> str:
         return f"role == {self.role}"
@@ -101,6 +102,9 @@ class AssociationClaim(ClaimSpec):
             if isinstance(pred, AttentionAbove):
                 ctx.head(pred.layer, pred.head, (side,))
                 captures.add(pred.hook())
+            if isinstance(pred, HasRole) and pred.role not in ctx.batch.role_names[1:]:
+                known = ", ".join(ctx.batch.role_names[1:])
+                raise PlanError(ctx.path + (side, "role"), f"this dataset annotates no role {pred.role!r}", f"use one of: {known}")
         mask = ctx.scored(self.positions)
 
         def score(out: ClaimOutputs) -> Measurement:

@@ -18,14 +18,18 @@ class TokenBatch:
     """Tokens ``[batch, seq]`` with aligned per-position annotations.
 
     ``next_token[b, p]`` is the correct prediction at position ``p`` (the token at
-    ``p + 1``), or :data:`NO_TARGET` where there is none. ``roles[b, p]`` indexes
-    :data:`ROLE_NAMES`; datasets without roles leave it all zeros.
+    ``p + 1`` for language modelling, a label for classification tasks), or
+    :data:`NO_TARGET` where there is none. ``roles[b, p]`` indexes ``role_names``
+    (:data:`ROLE_NAMES` unless the dataset names its own); datasets without roles
+    leave it all zeros. ``token_names`` lets hypothesis files name tokens ("B").
     """
 
     tokens: torch.Tensor
     next_token: torch.Tensor
     roles: torch.Tensor
     params: dict[str, object] = field(default_factory=dict)
+    role_names: tuple[str, ...] = ROLE_NAMES
+    token_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         shape = self.tokens.shape
@@ -47,7 +51,16 @@ class TokenBatch:
         return int(self.tokens.shape[1])
 
     def role_mask(self, role: str) -> torch.Tensor:
-        return self.roles == ROLE_NAMES.index(role)
+        return self.roles == self.role_names.index(role)
+
+    def token_id(self, token: int | str) -> int:
+        """A token given by id or by name; ``KeyError`` names the known tokens."""
+        if isinstance(token, int):
+            return token
+        if self.token_names is None or token not in self.token_names:
+            known = ", ".join(self.token_names or ()) or "none: this dataset names no tokens, give ids"
+            raise KeyError(f"unknown token {token!r} (known: {known})")
+        return self.token_names.index(token)
 
 
 def next_tokens_of(tokens: torch.Tensor) -> torch.Tensor:

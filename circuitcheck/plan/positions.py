@@ -16,7 +16,16 @@ def selection_mask(sel: PositionSelection, batch: TokenBatch, path: tuple[str | 
     n, seq = batch.tokens.shape
     mask = torch.ones(n, seq, dtype=torch.bool)
     if sel.role is not None:
+        if sel.role not in batch.role_names[1:]:
+            known = ", ".join(batch.role_names[1:])
+            raise PlanError(path + ("role",), f"this dataset annotates no role {sel.role!r}", f"use one of: {known}")
         mask &= batch.role_mask(sel.role)
+    if sel.tokens is not None:
+        mask &= holds_any(batch, sel.tokens, path + ("tokens",))
+    if sel.prefix_contains is not None:
+        mask &= holds_any(batch, sel.prefix_contains, path + ("prefix_contains",)).cummax(1).values
+    if sel.prefix_lacks is not None:
+        mask &= ~holds_any(batch, sel.prefix_lacks, path + ("prefix_lacks",)).cummax(1).values
     if sel.same_as_previous is not None:
         repeats = torch.zeros(n, seq, dtype=torch.bool)
         repeats[:, 1:] = batch.tokens[:, 1:] == batch.tokens[:, :-1]
@@ -37,6 +46,22 @@ def selection_mask(sel: PositionSelection, batch: TokenBatch, path: tuple[str | 
         listed[[i % seq for i in sel.indices]] = True
         mask &= listed
     return mask
+
+
+def token_ids(batch: TokenBatch, tokens: list[int | str], path: tuple[str | int, ...]) -> list[int]:
+    """Token names or ids as ids, refusing names the dataset does not know and ids out of range."""
+    ids = []
+    for i, token in enumerate(tokens):
+        try:
+            ids.append(batch.token_id(token))
+        except KeyError as err:
+            raise PlanError(path + (i,), str(err.args[0]), "use a token name from the dataset's vocabulary, or an id") from None
+    return ids
+
+
+def holds_any(batch: TokenBatch, tokens: list[int | str], path: tuple[str | int, ...]) -> torch.Tensor:
+    """Positions whose token is one of ``tokens``."""
+    return torch.isin(batch.tokens, torch.tensor(token_ids(batch, tokens, path)))
 
 
 def resolve_selections(selections: dict[str, PositionSelection], batch: TokenBatch) -> dict[str, torch.Tensor]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from circuitcheck.data.batch import ROLE_NAMES
@@ -43,26 +41,40 @@ class Threshold(Strict):
 class PositionSelection(Strict):
     """Which (sequence, position) pairs a claim looks at.
 
-    ``role`` keeps positions annotated with a trigram role; ``range`` is a
-    half-open ``[start, stop)`` over positions (negative counts from the end);
-    ``indices`` lists positions; ``same_as_previous`` keeps positions whose token
-    equals the one before. Fields combine by intersection, and positions without
-    a next token are dropped where a metric needs one.
+    ``role`` keeps positions carrying a dataset annotation (trigram: X, Y, Z;
+    caesar: A, B, C, space); ``range`` is a half-open ``[start, stop)`` over
+    positions (negative counts from the end); ``indices`` lists positions;
+    ``same_as_previous`` keeps positions whose token equals the one before;
+    ``tokens`` keeps positions holding one of the tokens; ``prefix_contains`` /
+    ``prefix_lacks`` keep positions whose causal prefix (itself included) does /
+    does not hold one of the tokens. Tokens are ids or names from the dataset's
+    vocabulary. Fields combine by intersection, and positions without a target
+    are dropped where a metric needs one.
     """
 
-    role: Literal["X", "Y", "Z"] | None = None
+    role: str | None = Field(default=None, description="A role the dataset annotates, e.g. X, Y, Z (trigram) or A, B, C (caesar)")
     range: tuple[int, int] | None = None
     indices: list[int] | None = Field(default=None, min_length=1)
     all: bool | None = None
     same_as_previous: bool | None = Field(
         default=None, description="Keep only positions whose token repeats the previous one, e.g. (72, 72, 48)"
     )
+    tokens: list[int | str] | None = Field(default=None, min_length=1, description="Keep positions holding one of these tokens")
+    prefix_contains: list[int | str] | None = Field(
+        default=None, min_length=1, description="Keep positions with one of these tokens at or before them"
+    )
+    prefix_lacks: list[int | str] | None = Field(
+        default=None, min_length=1, description="Keep positions with none of these tokens at or before them"
+    )
 
     @model_validator(mode="after")
     def _something(self) -> PositionSelection:
-        chosen = (self.role, self.range, self.indices, self.all or None, self.same_as_previous)
+        chosen = (self.role, self.range, self.indices, self.all or None, self.same_as_previous, self.tokens, self.prefix_contains, self.prefix_lacks)
         if all(x is None for x in chosen):
-            raise ValueError("select something: give 'role', 'range', 'indices', 'same_as_previous' or 'all: true'")
+            raise ValueError(
+                "select something: give 'role', 'range', 'indices', 'same_as_previous', 'tokens', "
+                "'prefix_contains', 'prefix_lacks' or 'all: true'"
+            )
         return self
 
 

@@ -15,6 +15,7 @@ CONFIG_KEYS = {
     "n_heads",
     "d_mlp",
     "d_vocab",
+    "d_vocab_out",
     "n_ctx",
     "act_fn",
     "normalization_type",
