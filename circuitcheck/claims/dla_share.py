@@ -1,0 +1,68 @@
+"""The share of direct logit attribution to the correct label carried by named components.
+
+CLAIMS.md C2 ("heads 1.0 and 1.1 do the heavy lifting") and F2 (the direct path
+W_U W_E against the single-head paths). The clean logits are split exactly into
+per-component terms (:mod:`circuitcheck.claims.dla_common`); estimate = the named
+components' summed contribution to the correct label's logit over the summed
+contribution of all components, at the selected positions. ``centering:
+batch_mean`` (the seed's choice) first subtracts each component's mean output, so a
+component that writes the same thing everywhere gets no credit.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
+from circuitcheck.claims.dla_common import BIAS, at_label, decompose, dla_captures
+from circuitcheck.errors import PlanError
+from circuitcheck.plan.components import model_components, resolve_component
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
+from circuitcheck.run.stats import SequenceStats, per_sequence, safe_ratio
+
+
+@claim_kind
+class DLAShareClaim(ClaimSpec):
+    kind: Literal["dla_share"] = "dla_share"
+    components: list[str] = Field(min_length=1, description="Components whose share is claimed: embed, pos_embed, L.H, mlpL")
+    positions: str
+    centering: Literal["batch_mean", "none"] = Field(description="batch_mean: subtract each component's mean output first (seed 001)")
+
+    def compile(self, ctx: CompileContext) -> ClaimPlan:
+        model = ctx.model
+        known = model_components(model)
+        for i, name in enumerate(self.components):
+            resolve_component(model, name, ctx.path + ("components", i))  # range and kind errors, with fixes
+            if name not in known:
+                raise PlanError(ctx.path + ("components", i), f"{name!r} is not a single component", f"list components one by one: {', '.join(known)}")
+        mask = ctx.scored(self.positions)
+        center = self.centering == "batch_mean"
+        named = list(dict.fromkeys(self.components))
+
+        def score(out: ClaimOutputs) -> Measurement:
+            terms = at_label(decompose(model, out.captured, out.clean_logits, center), out.batch.next_token, mask)
+            total = sum(v for k, v in terms.items())
+            per_seq = {
+                "named": per_sequence(sum(terms[n] for n in named), mask),  # type: ignore[arg-type]
+                "total": per_sequence(total, mask),  # type: ignore[arg-type]
+            }
+            stats = SequenceStats(per_seq, lambda t: safe_ratio(t["named"], t["total"]))
+            means = {k: float(v.mean()) for k, v in terms.items() if not (center and k == BIAS)}
+            all_sum = float(total.sum())  # type: ignore[union-attr]
+            shares = {f"share_{k}": float(v.sum()) / all_sum for k, v in terms.items() if k in means}
+            estimate = stats.estimate()
+            found = (
+                f"{' + '.join(named)} carry {estimate:.1%} of the direct logit attribution to the correct label "
+                f"over {int(mask.sum())} positions (mean contribution per component: "
+                + ", ".join(f"{k} {v:+.2f}" for k, v in means.items())
+                + ")"
+            )
+            return Measurement(estimate, found, {"mean_dla": means} | shares | {"n_positions": int(mask.sum())}, stats)
+
+        lines = (
+            f"clean run; decompose the logits into {len(known)} components + biases through the final norm (scale from the clean run)",
+            f"share of [{', '.join(named)}] in the correct label's logit at '{self.positions}' ({int(mask.sum())} positions), centering {self.centering}",
+        )
+        return ClaimPlan(self.id, self.kind, {}, frozenset(dla_captures(model)), lines, score)

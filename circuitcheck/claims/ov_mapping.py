@@ -1,0 +1,64 @@
+"""A head's OV circuit maps declared source tokens to declared output tokens (CLAIMS.md X2).
+
+"Head 0 writes T for C and F for D": the row of the full OV circuit
+``ln1(W_E) W_V W_O W_U`` for each source token should have its largest logit on the
+declared output. ``silent`` tokens should write nothing: their row's largest
+absolute logit stays below ``silent_below`` times the largest one in the table.
+estimate = the fraction of declared mappings (and silences) that hold.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
+from circuitcheck.claims.weight_common import ov_matrix, parse_head, token_inputs, weight_plan
+from circuitcheck.errors import PlanError
+from circuitcheck.plan.interventions import ClaimPlan, Measurement
+
+
+@claim_kind
+class OVMappingClaim(ClaimSpec):
+    kind: Literal["ov_mapping"] = "ov_mapping"
+    head: str = Field(description="'L.H'")
+    maps: dict[str, str] = Field(min_length=1, description="source token -> the output token its row should favour")
+    silent: list[str] = Field(default_factory=list, description="Source tokens whose row should be near zero")
+    silent_below: float = Field(default=0.05, gt=0.0, lt=1.0)
+
+    def _id(self, ctx: CompileContext, token: str, field: str) -> int:
+        try:
+            return ctx.batch.token_id(int(token) if token.isdigit() else token)
+        except KeyError as err:
+            raise PlanError(ctx.path + (field, token), str(err.args[0]), "name a token of the dataset's vocabulary, or give its id") from None
+
+    def compile(self, ctx: CompileContext) -> ClaimPlan:
+        layer, head = parse_head(ctx, self.head, "head")
+        maps = [(f"{s}->{o}", self._id(ctx, s, "maps"), self._id(ctx, o, "maps")) for s, o in self.maps.items()]
+        silent = [self._id(ctx, s, "silent") for s in self.silent]
+        model = ctx.model
+
+        def measure() -> Measurement:
+            table = token_inputs(model, layer) @ ov_matrix(model, layer, head) @ model.W_U
+            top = table.argmax(-1)
+            held = {name: bool(top[src] == dst) for name, src, dst in maps}
+            scale = float(table.abs().max())
+            quiet = {f"{s} silent": bool(table[i].abs().max() < self.silent_below * scale) for s, i in zip(self.silent, silent, strict=True)}
+            checks = held | quiet
+            estimate = sum(checks.values()) / len(checks)
+            failed = [k for k, ok in checks.items() if not ok]
+            found = f"{sum(checks.values())} of {len(checks)} OV behaviours of head {self.head} hold" + (f"; not: {', '.join(failed)}" if failed else "")
+            margins = {f"margin_{name}": _margin(table[src], dst) for name, src, dst in maps}
+            return Measurement(estimate, found, {"checks": checks, "largest_abs_logit": scale} | margins)
+
+        lines = (f"full OV circuit of head {self.head}: {len(maps)} mappings, {len(silent)} silent tokens",)
+        return weight_plan(self.id, self.kind, lines, measure)
+
+
+def _margin(row: torch.Tensor, target: int) -> float:
+    """How far ``target``'s logit leads the best other one (negative when it does not lead)."""
+    others = row.clone()
+    others[target] = -torch.inf
+    return float(row[target] - others.max())
