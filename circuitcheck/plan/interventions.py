@@ -12,17 +12,39 @@ from circuitcheck.data.batch import TokenBatch
 from circuitcheck.plan.components import HookSite
 from circuitcheck.run.stats import SequenceStats
 
-Source = Literal["zero", "mean", "resample", "clean", "previous", "self", "uniform", "linear"]
+Source = Literal["zero", "mean", "resample", "clean", "previous", "self", "uniform", "linear", "path"]
 """What an edited activation is replaced with: zeros; its per-position mean over the
 dataset's clean run; the clean activation of another sequence (a seeded
 derangement); the clean activation of the same sequence (patching); or, for an
 attention pattern, a rule: all attention on the previous token, on the token itself,
 or spread uniformly over the causal prefix; or ``linear``: a median-Jacobian linearisation of
-the MLP fitted on the clean run (``fit`` positions), applied to this run's ``reads`` activation."""
+the MLP fitted on the clean run (``fit`` positions), applied to this run's ``reads`` activation;
+or ``path``: what the receiver at the edited hook computes when only a sender's
+change reaches it (:class:`PathSpec`; path patching)."""
 
 PATTERN_RULES = ("previous", "self", "uniform")
 
 CLEAN = "clean"
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """A sender's changed output, reaching one receiver only.
+
+    The receiver reads the clean residual stream at ``resid`` plus the change in the
+    sender's output when its ``hook_z`` takes ``source`` (zero/mean/resample) at
+    ``sender_at``; every other component keeps its clean value along the way.
+    """
+
+    sender: HookSite
+    source: Source
+    resid: str
+    sender_at: str
+    seed: int | None = None
+
+    def __str__(self) -> str:
+        seed = f" (seed {self.seed})" if self.seed is not None else ""
+        return f"{self.source}{seed} {self.sender} at '{self.sender_at}' via {self.resid}"
 
 
 @dataclass(frozen=True)
@@ -33,11 +55,13 @@ class HookEdit:
     seed: int | None = None
     reads: str | None = None
     fit: str | None = None
+    path: PathSpec | None = None
 
     def __str__(self) -> str:
         seed = f" (seed {self.seed})" if self.seed is not None else ""
         linear = f" (of {self.reads}, fitted at '{self.fit}')" if self.source == "linear" else ""
-        return f"{self.source}{seed}{linear} -> {self.site} at positions '{self.positions}'"
+        path = f" (only the path from {self.path})" if self.path is not None else ""
+        return f"{self.source}{seed}{linear}{path} -> {self.site} at positions '{self.positions}'"
 
 
 @dataclass(frozen=True)

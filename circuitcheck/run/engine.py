@@ -18,8 +18,10 @@ from typing import Any
 import torch
 
 from circuitcheck.errors import SelfCheckError
+from circuitcheck.plan.components import HookSite
 from circuitcheck.plan.interventions import CLEAN, PATTERN_RULES, HookEdit, Variant
 from circuitcheck.run.linearize import median_jacobian, mlp_function
+from circuitcheck.run.paths import path_values
 
 DEFAULT_MAX_ROWS = 4096
 
@@ -98,6 +100,19 @@ class Replacements:
         self._means: dict[str, torch.Tensor] = {}
         self._perms: dict[int, torch.Tensor] = {}
         self._linear: dict[HookEdit, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._paths: dict[HookEdit, torch.Tensor] = {}
+
+    def prepare(self, edit: HookEdit) -> None:
+        """Fit or precompute what an edit needs, outside any hook context (a module run
+        inside a hook would fire the hooks attached to it)."""
+        if edit.source == "linear":
+            self.linear_map(edit)
+        if edit.source == "path" and edit not in self._paths:
+            assert edit.path is not None, "path edits carry a PathSpec"
+            sender = edit.path
+            everyone = torch.arange(len(self.cache[sender.sender.hook]))
+            alternative = self.values(HookEdit(HookSite(sender.sender.hook), sender.sender_at, sender.source, sender.seed), everyone)
+            self._paths[edit] = path_values(self.model, edit, self.cache, alternative, self.masks[sender.sender_at])
 
     def linear_map(self, edit: HookEdit) -> tuple[torch.Tensor, torch.Tensor]:
         """The fitted (J, b) of a ``linear`` edit; fitted once, outside any hook context."""
@@ -109,6 +124,8 @@ class Replacements:
         return self._linear[edit]
 
     def values(self, edit: HookEdit, rows: torch.Tensor) -> torch.Tensor:
+        if edit.source == "path":
+            return self._paths[edit][rows]
         clean = self.cache[edit.site.hook]
         if edit.source == "zero":
             return torch.zeros_like(clean[rows])
@@ -190,10 +207,9 @@ def run_variants(
             by_hook[edit.site.hook].append((k, edit))
 
     reads = {e.reads for v in variants for e in v.edits if e.reads}
-    for v in variants:  # fit linearisations now: a fit inside a hook would run hooked modules
+    for v in variants:
         for e in v.edits:
-            if e.source == "linear":
-                repl.linear_map(e)
+            repl.prepare(e)
     for start in range(0, n_seqs, per_chunk):
         rows = torch.arange(start, min(start + per_chunk, n_seqs))
         c = len(rows)
@@ -248,8 +264,7 @@ def run_naive(model: Any, variant: Variant, data: EngineInputs, repl: Replacemen
     hooks: dict[str, Callable[[torch.Tensor], Any]] = {}
     stash: dict[str, torch.Tensor] = {}
     for e in variant.edits:
-        if e.source == "linear":
-            repl.linear_map(e)
+        repl.prepare(e)
     for name in {e.site.hook for e in variant.edits}:
         edits = [e for e in variant.edits if e.site.hook == name]
 

@@ -40,6 +40,8 @@ class FileResult:
     n_forward_rows: int
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    captured: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The clean activations claims asked to capture (e.g. attention patterns), for reports."""
 
 
 def _identity_variant(variants: list[Variant]) -> Variant:
@@ -93,6 +95,7 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
     runs = list(dict.fromkeys([*unique, empty, identity, noop]))  # a claim's variant may equal a check's
     capture = {c for claim in plan.claims for c in claim.captures}
     capture |= {e.site.hook for v in runs for e in v.edits} | {e.reads for v in runs for e in v.edits if e.reads}
+    capture |= {h for v in runs for e in v.edits if e.path for h in (e.path.resid, e.path.sender.hook)}
 
     with torch.no_grad():
         t0 = time.perf_counter()
@@ -145,7 +148,8 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
     results = [measured[c.claim_id] for c in plan.claims]
     rows = len(plan.batch.tokens) * (len(runs) + 1)
     timings = {"clean_seconds": t1 - t0, "variants_seconds": t2 - t1}
-    return FileResult(plan, tuple(results), checks, rows, time.perf_counter() - start, timings)
+    captured = {hook: cache[hook] for claim in plan.claims for hook in claim.captures}
+    return FileResult(plan, tuple(results), checks, rows, time.perf_counter() - start, timings, captured)
 
 
 def _compare(name: str, what: str, got: torch.Tensor, want: torch.Tensor, atol: float = IDENTITY_ATOL) -> SelfCheck:

@@ -1,0 +1,112 @@
+"""Path patching: a sender head's effect on the metric through declared receivers only.
+
+The sender's output is changed (zero / mean / resample of its ``z``) but the
+change reaches only the receivers: a later head's query, key or value input
+(``"1.0.q"``), a later MLP (``"mlp1"``), or the logits directly (``"logits"``).
+Every other component reads the clean residual stream (:mod:`circuitcheck.run.paths`).
+estimate = the metric's drop (absolute or relative, as in ablation claims) or,
+with ``effect: fraction_of_total``, the drop through the paths over the drop
+when the sender is ablated outright.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from circuitcheck.claims.ablation_common import AblationMethod, ablation_edits
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, sequence_sums
+from circuitcheck.claims.weight_common import parse_head
+from circuitcheck.errors import PlanError
+from circuitcheck.plan.components import HookSite
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, Measurement, PathSpec, Variant
+from circuitcheck.plan.positions import ALL
+from circuitcheck.run.stats import SequenceStats, Totals, safe_ratio
+
+_HEAD_INPUT = re.compile(r"^(\d+)\.(\d+)\.([qkv])$")
+_MLP = re.compile(r"^mlp(\d+)$")
+
+
+@claim_kind
+class PathPatchingClaim(ClaimSpec):
+    kind: Literal["path_patching"] = "path_patching"
+    sender: str = Field(description="'L.H': the head whose output is changed")
+    receivers: list[str] = Field(min_length=1, description="'L.H.q' / 'L.H.k' / 'L.H.v', 'mlpL', or 'logits'")
+    method: AblationMethod
+    resample_seed: int | None = None
+    sender_at: str = Field(default=ALL, description="Positions where the sender's output changes")
+    positions: str = Field(description="Positions where the metric is measured")
+    metric: str
+    effect: Literal["absolute_drop", "relative_drop", "fraction_of_total"]
+
+    def _receiver(self, ctx: CompileContext, name: str, i: int, sender_layer: int) -> tuple[HookSite, str]:
+        """(the receiver's hook site, the residual-stream hook it reads)."""
+        at = ("receivers", i)
+        cfg = ctx.model.cfg
+        head_input, mlp = _HEAD_INPUT.match(name), _MLP.match(name)
+        if name == "logits":
+            last = cfg.n_layers - 1
+            return HookSite(f"blocks.{last}.hook_resid_post"), f"blocks.{last}.hook_resid_post"
+        if head_input:
+            layer, head = int(head_input.group(1)), int(head_input.group(2))
+            ctx.head(layer, head, at)
+            if layer <= sender_layer:
+                raise PlanError(ctx.path + at, f"head {layer}.{head} does not read layer {sender_layer}'s output", "receivers must be in later layers than the sender")
+            return HookSite(f"blocks.{layer}.attn.hook_{head_input.group(3)}", head), f"blocks.{layer}.hook_resid_pre"
+        if mlp and not cfg.attn_only:
+            layer = int(mlp.group(1))
+            if not sender_layer <= layer < cfg.n_layers:
+                raise PlanError(ctx.path + at, f"mlp{layer} does not read layer {sender_layer}'s attention output", f"use an MLP in layers {sender_layer}..{cfg.n_layers - 1}")
+            return HookSite(f"blocks.{layer}.hook_mlp_out"), f"blocks.{layer}.hook_resid_mid"
+        raise PlanError(ctx.path + at, f"unknown receiver {name!r}", "use 'L.H.q', 'L.H.k', 'L.H.v', 'logits'" + ("" if cfg.attn_only else " or 'mlpL'"))
+
+    def compile(self, ctx: CompileContext) -> ClaimPlan:
+        metric = ctx.metric(self.metric)
+        mask = ctx.scored(self.positions)
+        at = ctx.selection(self.sender_at, "sender_at")
+        layer, head = parse_head(ctx, self.sender, "sender")
+        sender = HookSite(f"blocks.{layer}.attn.hook_z", head)
+        direct = ablation_edits(ctx, [sender], self.method, at, self.resample_seed)[0]
+        edits = []
+        for i, name in enumerate(self.receivers):
+            site, resid = self._receiver(ctx, name, i, layer)
+            spec = PathSpec(sender, self.method, resid, at, direct.seed)
+            edits.append(HookEdit(site, ALL, "path", path=spec))
+        if len({e.site for e in edits}) < len(edits):
+            raise PlanError(ctx.path + ("receivers",), "a receiver is listed twice", "list each receiver once")
+        variants = {"path": Variant(edits=tuple(edits))}
+        if self.effect == "fraction_of_total":
+            variants["total"] = Variant(edits=(direct,))
+        sign = 1.0 if metric.higher_is_better else -1.0
+
+        def statistic(t: Totals) -> torch.Tensor:
+            full = t["full"] / t["n"]
+            drop = sign * (full - t["path"] / t["n"])
+            if self.effect == "absolute_drop":
+                return drop
+            if self.effect == "relative_drop":
+                return safe_ratio(drop, full.abs())
+            return safe_ratio(drop, sign * (full - t["total"] / t["n"]))
+
+        def score(out: ClaimOutputs) -> Measurement:
+            per_seq = {"n": mask.sum(1).double(), "full": sequence_sums(metric, out.clean_logits, out, mask)}
+            per_seq |= {role: sequence_sums(metric, out.logits(role), out, mask) for role in variants}
+            stats = SequenceStats(per_seq, statistic)
+            t = {k: float(v) for k, v in stats.totals().items()}
+            means = {f"metric_{k}": t[k] / t["n"] for k in per_seq if k != "n"}
+            estimate = stats.estimate()
+            found = (
+                f"{self.method}-ablating head {self.sender}'s output only along the path(s) to {', '.join(self.receivers)} "
+                f"moved {self.metric} from {means['metric_full']:.4f} to {means['metric_path']:.4f}"
+            )
+            if "total" in variants:
+                found += f" (ablating it outright: {means['metric_total']:.4f}); the paths carry {estimate:.3f} of its effect"
+            return Measurement(estimate, found, means | {"n_examples": int(t["n"])}, stats)
+
+        lines = tuple(f"{role}: {v.describe()}" for role, v in variants.items()) + (
+            f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions); estimate = {self.effect}",
+        )
+        return ClaimPlan(self.id, self.kind, variants, frozenset(), lines, score)
