@@ -52,6 +52,7 @@ def component_outputs(model: Any, cache: dict[str, torch.Tensor]) -> dict[str, t
     return outs
 
 
+@torch.no_grad()
 def decompose(model: Any, cache: dict[str, torch.Tensor], clean_logits: torch.Tensor, center: bool = False) -> dict[str, torch.Tensor]:
     """Per-component logit contributions ``[batch, seq, d_vocab_out]``; they sum to ``clean_logits``.
 
