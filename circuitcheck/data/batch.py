@@ -30,6 +30,8 @@ class TokenBatch:
     params: dict[str, object] = field(default_factory=dict)
     role_names: tuple[str, ...] = ROLE_NAMES
     token_names: tuple[str, ...] | None = None
+    tables: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Exact reference tables ``[d_vocab, n_labels]`` the generator knows, e.g. P(label | token at position 0)."""
 
     def __post_init__(self) -> None:
         shape = self.tokens.shape

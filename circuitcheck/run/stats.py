@@ -25,11 +25,13 @@ def per_sequence(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class SequenceStats:
+    """``per_seq`` values are ``[n_seqs]`` or ``[n_seqs, k]`` (a vector of totals per sequence)."""
+
     per_seq: dict[str, torch.Tensor]
     statistic: Callable[[Totals], torch.Tensor]
 
     def totals(self) -> Totals:
-        return {k: v.double().sum() for k, v in self.per_seq.items()}
+        return {k: v.double().sum(0) for k, v in self.per_seq.items()}
 
     def estimate(self) -> float:
         return float(self.statistic(self.totals()))

@@ -42,7 +42,7 @@ class Verdict:
         """True when the verdict is what the file expects, None when inconclusive."""
         if self.verdict == "inconclusive":
             return None
-        return (self.verdict == "pass") == (self.expect == "holds")
+        return (self.verdict == "pass") == (self.expect == "holds")  # refuted and known_failure expect a fail
 
 
 def claim_seed(base: int, claim_id: str) -> int:
@@ -116,6 +116,11 @@ def judge(spec_claim: Any, result: ClaimResult, stats: Statistics) -> Verdict:
         sentence += (
             f" The file expects this claim to be refuted ({spec_claim.expect_reason}): "
             + ("it was, so the file passes." if outcome == "fail" else "it unexpectedly holds, so the file fails.")
+        )
+    if expect == "known_failure" and outcome != "inconclusive":
+        sentence += (
+            f" Known not to reproduce on this model ({spec_claim.expect_reason}): "
+            + ("it still fails, as recorded." if outcome == "fail" else "it now holds, so the file fails: update the record.")
         )
     return Verdict(
         expect=expect,
