@@ -100,17 +100,30 @@ def test_ordering_refuses_unknown_ids(write_yaml):
         load_hypothesis(write_yaml(text))
 
 
-def test_median_jacobian_recovers_a_linear_map():
-    from circuitcheck.run.linearize import median_jacobian
+@pytest.mark.parametrize("how", ["median", "mean", "at_mean_input"])
+def test_jacobian_fit_recovers_a_linear_map(how):
+    from circuitcheck.run.linearize import fit_jacobian
 
     gen = torch.Generator().manual_seed(0)
     a, c = torch.randn(5, 4, generator=gen), torch.randn(5, generator=gen)
-    j, b = median_jacobian(lambda x: x @ a.T + c, torch.randn(30, 4, generator=gen))
+    j, b = fit_jacobian(lambda x: x @ a.T + c, torch.randn(30, 4, generator=gen), how)
     assert torch.allclose(j, a, atol=1e-5) and torch.allclose(b, c, atol=1e-5)
 
 
+def test_jacobian_of_the_mlp_matches_finite_differences(tiny_model):
+    from circuitcheck.run.linearize import fit_jacobian, mlp_function
+
+    fn = mlp_function(tiny_model, 1)
+    x = torch.randn(1, 16, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    j, _ = fit_jacobian(lambda v: fn(v.float()).double(), x, "at_mean_input")
+    eps = 1e-3
+    with torch.no_grad():
+        columns = [(fn((x[0] + eps * e).float()) - fn((x[0] - eps * e).float())).double() / (2 * eps) for e in torch.eye(16, dtype=torch.float64)]
+    assert torch.allclose(j.double(), torch.stack(columns, 1), atol=2e-3)
+
+
 def test_linearised_mlp_matches_a_manual_replacement(tiny_model):
-    from circuitcheck.run.linearize import median_jacobian, mlp_function
+    from circuitcheck.run.linearize import fit_jacobian, mlp_function
 
     claim = replacement("lin", [{"component": "mlp1", "with": "linear", "fit": "Y"}])
     plan = make_plan(tiny_model, [claim])
@@ -118,7 +131,7 @@ def test_linearised_mlp_matches_a_manual_replacement(tiny_model):
     tokens, mask = plan.batch.tokens, plan.masks["Y"]
     with torch.no_grad():
         _, cache = tiny_model.run_with_cache(tokens)
-    j, b = median_jacobian(mlp_function(tiny_model, 1), cache["blocks.1.hook_resid_mid"][mask])
+    j, b = fit_jacobian(mlp_function(tiny_model, 1), cache["blocks.1.hook_resid_mid"][mask])
     seen = {}
 
     def keep(act, hook):

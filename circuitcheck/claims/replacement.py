@@ -29,7 +29,11 @@ class Replacement(Strict):
     with_: Literal["zero", "mean", "resample", "previous", "self", "uniform", "linear"] = Field(alias="with")
     at: str = Field(default=ALL, description="Positions where the replacement applies")
     seed: int | None = Field(default=None, description="For resample")
-    fit: str | None = Field(default=None, description="For linear: positions the median Jacobian is fitted on")
+    fit: str | None = Field(default=None, description="For linear: positions the Jacobian is fitted on")
+    jacobian: Literal["median", "mean", "at_mean_input"] = Field(
+        default="median",
+        description="For linear: the elementwise median (seed 002) or mean of the per-example Jacobians, or the Jacobian at the mean input",
+    )
 
 
 def _mean(t: Totals) -> torch.Tensor:
@@ -53,12 +57,14 @@ class ReplacementClaim(ClaimSpec):
                 raise PlanError(path + ("seed",), "resample needs a seed, and only resample takes one")
             if (r.with_ == "linear") != (r.fit is not None):
                 raise PlanError(path + ("fit",), "a linear replacement needs 'fit' positions, and only it takes them")
+            if r.with_ != "linear" and "jacobian" in r.model_fields_set:
+                raise PlanError(path + ("jacobian",), "'jacobian' applies to linear replacements only", "remove it")
             if r.with_ == "linear":
                 if not all(s.hook.endswith("hook_mlp_out") for s in sites):
                     raise PlanError(path + ("with",), f"'linear' linearises an MLP, not {r.component!r}")
                 fit = ctx.selection(r.fit or "", "replace")
                 layer = sites[0].hook.split(".")[1]
-                edits += [HookEdit(s, at, "linear", reads=f"blocks.{layer}.hook_resid_mid", fit=fit) for s in sites]
+                edits += [HookEdit(s, at, "linear", reads=f"blocks.{layer}.hook_resid_mid", fit=fit, jacobian=r.jacobian) for s in sites]
                 continue
             if r.with_ in PATTERN_RULES:
                 if any(s.head is None for s in sites):

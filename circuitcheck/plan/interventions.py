@@ -56,10 +56,12 @@ class HookEdit:
     reads: str | None = None
     fit: str | None = None
     path: PathSpec | None = None
+    jacobian: str = "median"
+    """For linear edits: how the per-example Jacobians become one (median, mean, at_mean_input)."""
 
     def __str__(self) -> str:
         seed = f" (seed {self.seed})" if self.seed is not None else ""
-        linear = f" (of {self.reads}, fitted at '{self.fit}')" if self.source == "linear" else ""
+        linear = f" (of {self.reads}, {self.jacobian} Jacobian fitted at '{self.fit}')" if self.source == "linear" else ""
         path = f" (only the path from {self.path})" if self.path is not None else ""
         return f"{self.source}{seed}{linear}{path} -> {self.site} at positions '{self.positions}'"
 

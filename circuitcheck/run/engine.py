@@ -20,7 +20,7 @@ import torch
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.components import HookSite
 from circuitcheck.plan.interventions import CLEAN, PATTERN_RULES, HookEdit, Variant
-from circuitcheck.run.linearize import median_jacobian, mlp_function
+from circuitcheck.run.linearize import fit_jacobian, mlp_function
 from circuitcheck.run.paths import path_values
 
 DEFAULT_MAX_ROWS = 4096
@@ -120,7 +120,7 @@ class Replacements:
             assert edit.reads is not None and edit.fit is not None, "linear edits name their input and fit positions"
             layer = int(edit.site.hook.split(".")[1])
             inputs = self.cache[edit.reads][self.masks[edit.fit]]
-            self._linear[edit] = median_jacobian(mlp_function(self.model, layer), inputs)
+            self._linear[edit] = fit_jacobian(mlp_function(self.model, layer), inputs, edit.jacobian)
         return self._linear[edit]
 
     def values(self, edit: HookEdit, rows: torch.Tensor) -> torch.Tensor:

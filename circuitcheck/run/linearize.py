@@ -1,8 +1,11 @@
-"""Median-Jacobian linearisation of an MLP (seed 002's T6 rung).
+"""Jacobian linearisation of an MLP (seed 002's T6 rung).
 
-f(x) ~ J x + b with J the elementwise median of the per-example Jacobians of
-x -> MLP(LN2(x)) over the fitting examples, and b the elementwise median of
-f(x_i) - J x_i: a linear map that is typical of the data rather than exact anywhere.
+f(x) ~ J x + b. ``median`` (seed 002): J is the elementwise median of the
+per-example Jacobians of x -> MLP(LN2(x)) over the fitting examples and b the
+elementwise median of f(x_i) - J x_i: a linear map typical of the data rather than
+exact anywhere. ``mean``: means instead (pulled by the rare large Jacobians where the
+MLP fires, which is why the seed preferred the median). ``at_mean_input``: the
+first-order Taylor expansion at the mean input.
 """
 
 from __future__ import annotations
@@ -14,14 +17,18 @@ import torch
 MAX_FIT_EXAMPLES = 512
 
 
-def median_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(J [d_out, d_in], b [d_out])`` fitted on the first ``MAX_FIT_EXAMPLES`` rows of ``inputs``."""
-    xs = inputs[:MAX_FIT_EXAMPLES].detach().float()
+def fit_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, how: str = "median") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(J [d_out, d_in], b [d_out])`` fitted on ``MAX_FIT_EXAMPLES`` rows of ``inputs`` spread evenly over it."""
+    rows = torch.linspace(0, len(inputs) - 1, min(len(inputs), MAX_FIT_EXAMPLES)).round().long()
+    xs = inputs[rows].detach().float()
+    if how == "at_mean_input":
+        xs = xs.mean(0, keepdim=True)
     with torch.enable_grad():
         jacobians = torch.stack([torch.autograd.functional.jacobian(fn, x) for x in xs])
+    reduce = (lambda t: t.median(0).values) if how == "median" else (lambda t: t.mean(0))
     with torch.no_grad():
-        j = jacobians.median(0).values
-        b = (fn(xs) - xs @ j.T).median(0).values
+        j = reduce(jacobians)
+        b = reduce(fn(xs) - xs @ j.T)
     return j, b
 
 
