@@ -5,12 +5,13 @@ inconclusive; never a traceback for bad input."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from circuitcheck.errors import CircuitcheckError
+from circuitcheck.report.progress import Tracker, progress_wanted
 
 EXIT_PASS, EXIT_FAIL, EXIT_INVALID, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 3, 70
 
@@ -19,16 +20,11 @@ def _err(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-@contextmanager
-def _stage(label: str, quiet: bool) -> Iterator[None]:
-    """A spinner on a terminal while a slow stage runs; silent in CI logs."""
-    if quiet or not sys.stderr.isatty():
-        yield
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status(label):
-        yield
+def _argv(args: argparse.Namespace, *rest: str) -> list[str]:
+    """The command as typed, for provenance (or a reconstruction of it when called as a library)."""
+    if sys.argv[0].endswith("circuitcheck"):
+        return ["circuitcheck", *sys.argv[1:]]
+    return ["circuitcheck", args.command, *rest]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -50,7 +46,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from circuitcheck.plan.compile import compile_file
     from circuitcheck.plan.components import model_components
 
-    with _stage(f"compiling {args.file}", args.quiet):
+    with Tracker(1, progress_wanted(args.quiet)) as tracker, tracker.step(f"compiling {args.file}"):
         plan = compile_file(Path(args.file), args.model)
     cfg = plan.loaded.model.cfg
     print(f"file: {plan.path}\nmodel: {plan.loaded.name} ({plan.loaded.checkpoint}, sha256 {plan.loaded.checkpoint_sha256[:12]})")
@@ -68,15 +64,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[dict]) -> int:
+def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[dict], tracker: Tracker) -> int:
     from circuitcheck.plan.compile import compile_file
     from circuitcheck.report.document import build_document
+    from circuitcheck.report.figures import attention_figures
     from circuitcheck.report.render import terminal_table, write_reports
     from circuitcheck.run.execute import run_file
 
-    with _stage(f"loading and compiling {path}", args.quiet):
+    with tracker.step(f"loading and compiling {path}"):
         plan = compile_file(path, args.model)
-    with _stage(f"running {len(plan.claims)} claims of {path}", args.quiet):
+    with tracker.step(f"running {len(plan.claims)} claims of {path}"):
         result = run_file(plan, max_rows=args.max_rows)
     doc = build_document(result, argv)
     if args.baseline:
@@ -84,7 +81,7 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[d
 
         apply_baseline(doc, Path(args.baseline), {c.id: c.regression_tolerance for c in plan.spec.claims})
     docs.append(doc)
-    written = write_reports(doc, Path(args.report_dir))
+    written = write_reports(doc, Path(args.report_dir), attention_figures(result))
     if not args.quiet:
         print(terminal_table(doc))
         for claim in doc["claims"]:
@@ -95,15 +92,16 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[d
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    argv = ["circuitcheck", *sys.argv[1:]] if sys.argv[0].endswith("circuitcheck") else ["circuitcheck", "run", *args.files]
+    argv = _argv(args, *args.files)
     codes: list[int] = []
     docs: list[dict] = []
-    for path in args.files:
-        try:
-            codes.append(_run_one(Path(path), args, argv, docs))
-        except CircuitcheckError as err:
-            _err(str(err))
-            codes.append(EXIT_INVALID)
+    with Tracker(2 * len(args.files), progress_wanted(args.quiet)) as tracker:
+        for path in args.files:
+            try:
+                codes.append(_run_one(Path(path), args, argv, docs, tracker))
+            except CircuitcheckError as err:
+                _err(str(err))
+                codes.append(EXIT_INVALID)
     if args.junit:
         from circuitcheck.report.junit import write_junit
 
@@ -118,10 +116,57 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from circuitcheck.verdict.baseline import update_baseline
 
     docs: list[dict] = []
-    for path in args.files:
-        _run_one(Path(path), args, ["circuitcheck", "baseline", *args.files], docs)
+    with Tracker(2 * len(args.files), progress_wanted(args.quiet)) as tracker:
+        for path in args.files:
+            _run_one(Path(path), args, _argv(args, *args.files), docs, tracker)
     print(f"baseline: {update_baseline(Path(args.out), docs)} ({sum(len(d['claims']) for d in docs)} claims)")
     return EXIT_PASS
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from circuitcheck.compare import compare_file, comparison_document
+    from circuitcheck.report.figures import attention_figures
+    from circuitcheck.report.matrix import terminal_matrix, write_comparison
+
+    n_models = len(args.model) or 2
+    with Tracker(2 * n_models, progress_wanted(args.quiet)) as tracker:
+        found = compare_file(Path(args.file), args.model, args.max_rows, _argv(args, args.file), tracker)
+    doc = comparison_document(found)
+    figures = {v.model: attention_figures(v.result) for v in found.variants if v.result is not None}
+    written = write_comparison(doc, Path(args.report_dir), figures)
+    if not args.quiet:
+        print(terminal_matrix(doc))
+    print(f"reports: {', '.join(map(str, written))}")
+    if args.fail_on_difference and doc["summary"]["differing"]:
+        return EXIT_FAIL
+    return EXIT_PASS
+
+
+def _write_or_print(text: str, out: str | None, what: str) -> int:
+    if out is None:
+        sys.stdout.write(text)
+        return EXIT_PASS
+    try:
+        Path(out).write_text(text)
+    except OSError as err:
+        raise CircuitcheckError(f"{out}: cannot write the {what}: {err.strerror or err}") from None
+    print(f"{what}: {out}", file=sys.stderr)
+    return EXIT_PASS
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from circuitcheck.report.authoring import hypothesis_schema
+
+    return _write_or_print(json.dumps(hypothesis_schema(), indent=2) + "\n", args.out, "schema")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from circuitcheck.report.authoring import scaffold
+    from circuitcheck.zoo.load import load
+
+    if args.out and Path(args.out).exists() and not args.force:
+        raise CircuitcheckError(f"{args.out} exists; pass --force to overwrite it")
+    return _write_or_print(scaffold(load(args.model, Path.cwd()), args.model), args.out, "scaffold")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,6 +203,27 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--hooks", action="store_true", help="also list every hook name of the model")
     explain.add_argument("--quiet", action="store_true")
     explain.set_defaults(func=cmd_explain)
+
+    compare = sub.add_parser("compare", help="run a file on several models and compare them claim by claim")
+    compare.add_argument("file")
+    compare.add_argument("--model", action="append", default=[], metavar="NAME",
+                         help="a variant (zoo name or model directory); give two or more, or list 'variants:' in the file")
+    compare.add_argument("--report-dir", default="reports", help="where <name>-compare.{md,json,html} go (default: reports)")
+    compare.add_argument("--max-rows", type=int, default=4096)
+    compare.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
+    compare.add_argument("--fail-on-difference", action="store_true",
+                         help="exit 1 when a paired difference excludes zero (a CI check that variants agree)")
+    compare.set_defaults(func=cmd_compare)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of hypothesis files (for editors)")
+    schema.add_argument("-o", "--out", default=None, metavar="PATH", help="write it here instead of stdout")
+    schema.set_defaults(func=cmd_schema)
+
+    init = sub.add_parser("init", help="print a commented hypothesis-file scaffold for a model")
+    init.add_argument("--model", required=True, help="zoo name or model directory")
+    init.add_argument("-o", "--out", default=None, metavar="PATH", help="write it here instead of stdout")
+    init.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    init.set_defaults(func=cmd_init)
     return parser
 
 

@@ -6,7 +6,7 @@ of the spec value that caused it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ class FilePlan:
     masks: dict[str, torch.Tensor]
     inputs: dict[str, torch.Tensor]
     claims: tuple[ClaimPlan, ...]
+    not_applicable: dict[str, str] = field(default_factory=dict)
+    """Claim id -> why it cannot apply to this model (only with ``skip_inapplicable``)."""
 
     @property
     def name(self) -> str:
@@ -43,7 +45,9 @@ def _pinned(err: PlanError, smap: SourceMap) -> SpecError:
     return SpecError(smap.locate(err.path), ".".join(map(str, err.path)), err.message, err.fix)
 
 
-def compile_file(path: Path, model_override: str | None = None) -> FilePlan:
+def compile_file(path: Path, model_override: str | None = None, skip_inapplicable: bool = False) -> FilePlan:
+    """Compile every claim; with ``skip_inapplicable``, claims that do not fit the model (and claims
+    derived from them) are left out and listed in ``FilePlan.not_applicable`` instead of raising."""
     spec, smap = load_hypothesis(path)
     base = path.resolve().parent
     model_ref = model_override or spec.model
@@ -61,12 +65,19 @@ def compile_file(path: Path, model_override: str | None = None) -> FilePlan:
         raise _pinned(err, smap) from None
     inputs = {CLEAN: batch.tokens}
     plans, errors = [], []
+    skipped: dict[str, str] = {}
     for i, claim in enumerate(spec.claims):
         ctx = CompileContext(loaded.model, batch, masks, inputs, ("claims", i), loaded.card, base)
         try:
             plans.append(claim.compile(ctx))
         except PlanError as err:
             errors.append(_pinned(err, smap))
-    if errors:
+            skipped[claim.id] = str(errors[-1]).splitlines()[0]
+    if errors and not skip_inapplicable:
         raise SpecErrors(errors)
-    return FilePlan(path, spec, smap, loaded, batch, masks, inputs, tuple(plans))
+    for plan in plans:
+        missing = [d for d in plan.depends_on if d in skipped]
+        if missing:
+            skipped[plan.claim_id] = f"depends on {', '.join(missing)}, which cannot apply to this model"
+    kept = tuple(p for p in plans if p.claim_id not in skipped)
+    return FilePlan(path, spec, smap, loaded, batch, masks, inputs, kept, skipped)

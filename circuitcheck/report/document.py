@@ -19,14 +19,14 @@ SCHEMA_VERSION = 1
 EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE = 0, 1, 3
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe: NaN/inf become null, tuples become lists."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -80,7 +80,7 @@ def build_document(result: FileResult, argv: list[str] | None = None) -> dict[st
         }
         for v in found
     ]
-    return _clean(
+    return json_safe(
         {
             "schema_version": SCHEMA_VERSION,
             "name": plan.name,

@@ -1,12 +1,15 @@
-"""Renderers: terminal table, Markdown and JSON files, all from the report document."""
+"""Renderers: terminal table, Markdown, JSON and HTML files, all from the report document."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
+
+if TYPE_CHECKING:
+    from circuitcheck.report.figures import Figures
 
 MARK = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
 
@@ -65,10 +68,15 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_reports(doc: dict[str, Any], report_dir: Path) -> list[Path]:
+def write_reports(doc: dict[str, Any], report_dir: Path, figures: Figures | None = None) -> list[Path]:
+    """``<name>.md``, ``<name>.json`` and ``<name>.html``; ``figures`` (from the run) go into the HTML."""
+    from circuitcheck.report.html import run_html  # html reads this module's mark()
+
     report_dir.mkdir(parents=True, exist_ok=True)
     json_path = report_dir / f"{doc['name']}.json"
     md_path = report_dir / f"{doc['name']}.md"
+    html_path = report_dir / f"{doc['name']}.html"
     json_path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     md_path.write_text(markdown(doc))
-    return [md_path, json_path]
+    html_path.write_text(run_html(doc, figures))
+    return [md_path, json_path, html_path]

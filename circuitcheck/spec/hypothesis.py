@@ -24,6 +24,10 @@ class HypothesisBase(Strict):
     version: Literal[1] = Field(description="File format version")
     name: str | None = Field(default=None, description="Report name; defaults to the file name")
     model: str = Field(description="Zoo model name, or a directory holding card.json")
+    variants: list[str] | None = Field(
+        default=None, min_length=2,
+        description="Models `circuitcheck compare FILE` runs the claims on, the first as reference; `run` ignores it",
+    )
     positions: dict[str, PositionSelection] = Field(default_factory=dict)
     statistics: Statistics = Field(default_factory=Statistics)
 

@@ -1,0 +1,83 @@
+"""Variant runs -> one comparison document: the claims x variants matrix, paired differences
+against the first variant, and every variant's own run document (what all renderers read).
+
+Documented in README.md ("Comparing model variants"); ``schema_version`` 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from circuitcheck.compare.variants import Comparison, VariantRun
+from circuitcheck.plan.interventions import Measurement
+from circuitcheck.report.document import json_safe
+from circuitcheck.report.render import mark
+from circuitcheck.spec.base import Statistics
+from circuitcheck.verdict.paired import paired_difference
+
+COMPARISON_SCHEMA = 1
+NOT_APPLICABLE = "not_applicable"
+
+
+def _cell(run: VariantRun, claim_id: str) -> dict[str, Any]:
+    if run.doc is None or claim_id in run.not_applicable:
+        return {"status": NOT_APPLICABLE, "reason": run.not_applicable.get(claim_id, "not run")}
+    c = next(c for c in run.doc["claims"] if c["id"] == claim_id)
+    keep = ("verdict", "as_expected", "estimate", "ci_low", "ci_high")
+    return {"status": "run", "mark": mark(c)} | {k: c[k] for k in keep}
+
+
+def _measurement(run: VariantRun, claim_id: str) -> Measurement:
+    assert run.result is not None, "only variants that ran have measurements"
+    return next(r.measurement for r in run.result.claims if r.claim_id == claim_id)
+
+
+def _tokens(run: VariantRun) -> str | None:
+    return None if run.doc is None else str(run.doc["provenance"]["dataset_tokens_sha256"])
+
+
+def _difference(run: VariantRun, ref: VariantRun, claim_id: str, stats: Statistics) -> dict[str, Any]:
+    found: dict[str, Any] = {"variant": run.model, "against": ref.model, "estimate": None, "ci_low": None,
+                             "ci_high": None, "excludes_zero": False}
+    if NOT_APPLICABLE in (_cell(run, claim_id)["status"], _cell(ref, claim_id)["status"]):
+        return found | {"basis": "not applicable"}
+    if _tokens(run) != _tokens(ref):
+        return found | {"basis": "unpaired: the variants' datasets hold different sequences"}
+    d = paired_difference(_measurement(run, claim_id), _measurement(ref, claim_id), claim_id, stats)
+    return found | {"estimate": d.estimate, "ci_low": d.ci_low, "ci_high": d.ci_high,
+                    "excludes_zero": d.excludes_zero, "basis": d.basis}
+
+
+def comparison_document(cmp: Comparison) -> dict[str, Any]:
+    ref = cmp.variants[0]
+    stats = cmp.spec.statistics
+    claims = []
+    for spec_claim in cmp.spec.claims:
+        cid = spec_claim.id
+        claims.append({
+            "id": cid,
+            "kind": spec_claim.kind,
+            "statement": spec_claim.statement,
+            "threshold": str(spec_claim.threshold),
+            "metric": spec_claim.metric_name,
+            "cells": {v.model: _cell(v, cid) for v in cmp.variants},
+            "differences": [_difference(v, ref, cid, stats) for v in cmp.variants[1:]],
+        })
+    differing = [{"claim": c["id"], "variant": d["variant"]} for c in claims for d in c["differences"] if d["excludes_zero"]]
+    n_na = sum(cell["status"] == NOT_APPLICABLE for c in claims for cell in c["cells"].values())
+    return json_safe({
+        "schema_version": COMPARISON_SCHEMA,
+        "kind": "comparison",
+        "name": f"{cmp.name}-compare",
+        "hypothesis_file": str(cmp.path),
+        "variants": [v.model for v in cmp.variants],
+        "reference": ref.model,
+        "summary": {"claims": len(claims), "variants": len(cmp.variants), "differing": differing, "not_applicable": n_na},
+        "statistics": {
+            "method": "paired percentile bootstrap over sequences: the same resampled sequences for both variants",
+            "resamples": stats.bootstrap, "seed": stats.seed, "confidence": stats.confidence,
+        },
+        "dataset_tokens_sha256": {v.model: _tokens(v) for v in cmp.variants},
+        "claims": claims,
+        "runs": {v.model: v.doc for v in cmp.variants},
+    })

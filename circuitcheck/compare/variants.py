@@ -1,0 +1,81 @@
+"""Run one hypothesis file on each model variant, on the same seeded data.
+
+A claim that cannot apply to a variant (a claim naming an MLP, on an attention-only
+model) is left out of that variant's run and recorded with the compiler's reason;
+a dataset that does not fit a variant makes every claim not applicable there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from circuitcheck.errors import CircuitcheckError, DataError, SpecError, SpecErrors
+from circuitcheck.plan.compile import compile_file
+from circuitcheck.report.document import build_document
+from circuitcheck.report.progress import Tracker
+from circuitcheck.run.engine import DEFAULT_MAX_ROWS
+from circuitcheck.run.execute import FileResult, run_file
+from circuitcheck.spec.hypothesis import load_hypothesis
+from circuitcheck.zoo.load import resolve_model_dir
+
+NEED_TWO = "compare needs at least two models: give --model twice or more, or list them under 'variants:' in the file"
+
+
+@dataclass(frozen=True)
+class VariantRun:
+    """One variant: its run and report document, or None when nothing could run on it."""
+
+    model: str
+    result: FileResult | None
+    doc: dict[str, Any] | None
+    not_applicable: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    path: Path
+    spec: Any
+    variants: tuple[VariantRun, ...]
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.name or self.path.stem)
+
+
+def variant_models(spec: Any, models: Sequence[str]) -> list[str]:
+    """The models to compare: the command line's, else the file's ``variants``; at least two, no repeats."""
+    chosen = list(models) or list(getattr(spec, "variants", None) or [])
+    if len(chosen) < 2:
+        raise CircuitcheckError(NEED_TWO)
+    repeated = sorted({m for m in chosen if chosen.count(m) > 1})
+    if repeated:
+        raise CircuitcheckError(f"model {repeated[0]!r} is given twice; each variant must be a different model")
+    return chosen
+
+
+def compare_file(
+    path: Path, models: Sequence[str] = (), max_rows: int = DEFAULT_MAX_ROWS, argv: list[str] | None = None,
+    tracker: Tracker | None = None,
+) -> Comparison:
+    spec, _ = load_hypothesis(path)
+    chosen = variant_models(spec, models)
+    for model in chosen:  # a misspelt model fails before anything runs
+        resolve_model_dir(model, path.resolve().parent)
+    steps = tracker or Tracker(0, enabled=False)
+    runs = []
+    for model in chosen:
+        with steps.step(f"{model}: loading and compiling"):
+            try:
+                plan = compile_file(path, model, skip_inapplicable=True)
+            except (SpecError, SpecErrors, DataError) as err:
+                reason = str(err).splitlines()[0]
+                runs.append(VariantRun(model, None, None, {c.id: reason for c in spec.claims}))
+                steps.advance()  # its run step
+                continue
+        with steps.step(f"{model}: running {len(plan.claims)} claims"):
+            result = run_file(plan, max_rows=max_rows)
+        runs.append(VariantRun(model, result, build_document(result, argv), dict(plan.not_applicable)))
+    return Comparison(path, spec, tuple(runs))

@@ -1,0 +1,77 @@
+"""The HTML comparison report: the claims x variants matrix with interval bars, the paired
+differences (flagged where they exclude zero), then every variant's own report."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from circuitcheck.report.figures import Figures
+from circuitcheck.report.html import anchor, page, run_body, table
+from circuitcheck.report.matrix import difference_header, difference_text, footnotes, interval_text
+from circuitcheck.report.svg import VERDICT_COLORS, interval_bar
+
+BAR_WIDTH = 220
+DIFFERS = "#0969da"
+
+
+def _cell(claim: dict[str, Any], variant: str) -> str:
+    cell = claim["cells"][variant]
+    if cell["status"] != "run":
+        return f'<span class="badge na">N/A</span><br><span class="muted">{escape(cell["reason"])}</span>'
+    key = {True: "pass", False: "fail", None: "inconclusive"}[cell["as_expected"]]
+    bar = interval_bar(cell["estimate"], cell["ci_low"], cell["ci_high"], claim["threshold"], VERDICT_COLORS[key],
+                       BAR_WIDTH, f"{claim['id']} on {variant}")
+    link = f'<a href="#{anchor(variant, "claim", claim["id"])}">{escape(cell["mark"])}</a>'
+    return f'<span class="badge {key}">{link}</span> {escape(interval_text(cell))}<br>{bar}'
+
+
+def _difference(d: dict[str, Any]) -> str:
+    text = escape(difference_text(d))
+    if d["estimate"] is None:
+        return f'{text}<br><span class="muted">{escape(d["basis"])}</span>'
+    colour = DIFFERS if d["excludes_zero"] else VERDICT_COLORS["n/a"]
+    bar = interval_bar(d["estimate"], d["ci_low"], d["ci_high"], "0", colour, BAR_WIDTH, "difference", unit_axis=False)
+    flag = '<span class="flag">differs</span> ' if d["excludes_zero"] else ""
+    return f'{flag}{text}<br>{bar}<br><span class="muted">{escape(d["basis"])}</span>'
+
+
+def _matrix(doc: dict[str, Any]) -> str:
+    first = doc["claims"][0]["differences"] if doc["claims"] else []
+    headers = ["claim", *doc["variants"], *(f"difference {difference_header(d)}" for d in first)]
+    rows = [
+        [f'<strong>{escape(c["id"])}</strong><br><span class="muted">{escape(c["kind"])}, threshold {escape(c["threshold"])}</span>',
+         *(_cell(c, v) for v in doc["variants"]), *(_difference(d) for d in c["differences"])]
+        for c in doc["claims"]
+    ]
+    return table(headers, rows)
+
+
+def _statements(doc: dict[str, Any]) -> str:
+    rows = [[escape(c["id"]), escape(c["statement"])] for c in doc["claims"]]
+    return table(["claim", "statement"], rows)
+
+
+def _variant_section(variant: str, run: dict[str, Any] | None, figures: Figures) -> str:
+    if run is None:
+        return f"<h3>{escape(variant)}</h3><p>Nothing ran on this variant: every claim is not applicable.</p>"
+    s = run["summary"]
+    summary = f"{escape(variant)}: {s['passed']} of {s['total']} applicable claims passed"
+    return f'<details open id="{anchor(variant)}"><summary>{summary}</summary>{run_body(run, figures, variant)}</details>'
+
+
+def comparison_html(doc: dict[str, Any], figures: dict[str, Figures]) -> str:
+    st = doc["statistics"]
+    variants = ", ".join(f"<code>{escape(v)}</code>" for v in doc["variants"])
+    notes = "".join(f"<li>{escape(line)}</li>" for line in footnotes(doc))
+    body = [
+        f"<h1>circuitcheck comparison: {escape(doc['name'])}</h1>",
+        f"<p><code>{escape(doc['hypothesis_file'])}</code> on {variants}. Differences are against "
+        f"<code>{escape(doc['reference'])}</code>: {escape(st['method'])}, {st['resamples']} resamples, "
+        f"seed {st['seed']}, {st['confidence']:.0%} two-sided.</p>",
+        "<h2>Claims x variants</h2>", _matrix(doc), f"<ul>{notes}</ul>",
+        "<h2>Statements</h2>", _statements(doc),
+        "<h2>Variants</h2>",
+        *(_variant_section(v, doc["runs"].get(v), figures.get(v, {})) for v in doc["variants"]),
+    ]
+    return page(f"circuitcheck: {doc['name']}", "\n".join(body))

@@ -1,0 +1,73 @@
+"""Paired differences between two runs of one claim on the same sequences (model variants).
+
+Both runs saw the same seeded sequences, so the difference is bootstrapped by resampling
+the same sequence indices for both: one weight vector per resample is applied to the
+per-sequence totals of both variants, and each variant's statistic is taken on its own
+resampled totals. Sequence-level noise shared by the two variants cancels, so the interval
+is that of the difference, not the (wider) one two separate intervals would suggest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from circuitcheck.plan.interventions import Measurement
+from circuitcheck.run.stats import SequenceStats, Totals
+from circuitcheck.spec.base import Statistics
+from circuitcheck.verdict.judge import claim_seed, interval
+
+Basis = Literal["paired bootstrap", "exact", "undefined"]
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``estimate = variant - reference`` with its interval; ``basis`` says where the interval came from:
+    a paired bootstrap, ``exact`` (weight-based claims, no sampling uncertainty) or ``undefined``."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    basis: Basis
+
+    @property
+    def excludes_zero(self) -> bool:
+        if math.isnan(self.ci_low) or math.isnan(self.ci_high):
+            return False
+        return self.ci_low > 0.0 or self.ci_high < 0.0
+
+
+def paired_stats(variant: SequenceStats, reference: SequenceStats) -> SequenceStats:
+    """One :class:`SequenceStats` whose statistic is ``variant - reference`` on shared resample weights."""
+    n_a, n_b = len(next(iter(variant.per_seq.values()))), len(next(iter(reference.per_seq.values())))
+    if n_a != n_b:
+        raise ValueError(f"paired statistics need the same sequences: {n_a} vs {n_b}")
+    per_seq = {f"v/{k}": t for k, t in variant.per_seq.items()} | {f"r/{k}": t for k, t in reference.per_seq.items()}
+
+    def difference(t: Totals) -> torch.Tensor:
+        mine = variant.statistic({k: t[f"v/{k}"] for k in variant.per_seq})
+        theirs = reference.statistic({k: t[f"r/{k}"] for k in reference.per_seq})
+        return mine - theirs
+
+    return SequenceStats(per_seq, difference)
+
+
+def paired_difference(variant: Measurement, reference: Measurement, claim_id: str, stats: Statistics) -> PairedDifference:
+    """The difference of one claim's estimates, with a paired bootstrap interval where both have one.
+
+    The bootstrap seed is the claim's own (as in :func:`circuitcheck.verdict.judge.judge`), so the
+    resamples are those each variant's own interval was computed on.
+    """
+    estimate = variant.estimate - reference.estimate
+    if not math.isfinite(estimate):
+        return PairedDifference(math.nan, math.nan, math.nan, "undefined")
+    if variant.stats is None and reference.stats is None:
+        return PairedDifference(estimate, estimate, estimate, "exact")
+    if variant.stats is None or reference.stats is None:
+        return PairedDifference(estimate, math.nan, math.nan, "undefined")
+    draws = paired_stats(variant.stats, reference.stats).bootstrap(stats.bootstrap, claim_seed(stats.seed, claim_id))
+    lo, hi = interval(draws, stats.confidence)
+    return PairedDifference(estimate, lo, hi, "paired bootstrap" if math.isfinite(lo) else "undefined")
