@@ -158,3 +158,40 @@ def test_skip_trigram_fit_fails_on_xor_and_passes_where_the_task_is_a_skip_trigr
     # the model is then a skip-trigram ensemble on this data, and the fit must say so.
     fixed = _run(write_yaml, XOR_FILE.format(strings=", strings: [ACQT, ADQF]"))[0]
     assert fixed.verdict == "pass" and fixed.estimate == 1.0
+
+
+def test_attention_mass_margin_over_rival_roles(tiny_model) -> None:
+    spec = AttentionMassClaim.model_validate(
+        dict(id="m", statement="s", kind="attention_mass", head="1.2", queries="late", keys="Y", more_than_roles=["X", "Z"], threshold={"at_least": 0.0})
+    )
+    plan = make_plan(tiny_model, [spec])
+    m = run_file(plan).claims[0].measurement
+    d = m.details
+    assert m.estimate == pytest.approx(d["mass_on_keys"] - max(d.get("mass_on_role_X", 0.0), d.get("mass_on_role_Z", 0.0)), abs=1e-9)
+
+
+def test_attention_mass_refuses_unknown_rival_roles(tiny_model) -> None:
+    spec = AttentionMassClaim.model_validate(
+        dict(id="m", statement="s", kind="attention_mass", head="1.2", queries="late", keys="Y", more_than_roles=["Q"], threshold={"at_least": 0.0})
+    )
+    with pytest.raises(PlanError, match="no role 'Q'"):
+        make_plan(tiny_model, [spec])
+
+
+def test_reference_table_with_an_exact_table_is_the_correlation_of_the_two_tables(tiny_model) -> None:
+    from circuitcheck.claims.reference_table import ReferenceTableClaim
+
+    spec = ReferenceTableClaim.model_validate(dict(id="r", statement="s", kind="reference_table", positions="all", reference="ideal", threshold={"at_least": 0.0}))
+    table = torch.rand(11, 11, generator=torch.Generator().manual_seed(1)).softmax(-1)
+    plan = make_plan(tiny_model, [spec], tables={"ideal": table})
+    m = run_file(plan).claims[0].measurement
+    mask = plan.batch.next_token >= 0
+    with torch.no_grad():
+        probs = tiny_model(plan.batch.tokens)[mask].softmax(-1).double()
+    toks = plan.batch.tokens[mask]
+    seen = sorted(set(toks.tolist()))
+    model_table = torch.stack([probs[toks == t].mean(0) for t in seen])
+    want = torch.corrcoef(torch.stack([model_table.flatten(), table.double()[seen].flatten()]))[0, 1]
+    assert m.estimate == pytest.approx(float(want), abs=1e-6)
+    with pytest.raises(PlanError, match="no table 'ideal'"):
+        make_plan(tiny_model, [spec])

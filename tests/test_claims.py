@@ -23,11 +23,11 @@ from tests.conftest import TINY_CONFIG
 N, SEQ, V = 12, TINY_CONFIG["n_ctx"], TINY_CONFIG["d_vocab"]
 
 
-def make_plan(model, claims, tokens=None) -> FilePlan:
+def make_plan(model, claims, tokens=None, tables=None) -> FilePlan:
     tokens = tokens if tokens is not None else torch.randint(0, V, (N, SEQ), generator=torch.Generator().manual_seed(1))
     roles = torch.zeros_like(tokens)
     roles[:, 5] = 2  # position 5 plays "Y"
-    batch = TokenBatch(tokens, next_tokens_of(tokens), roles, {"seed": 1})
+    batch = TokenBatch(tokens, next_tokens_of(tokens), roles, {"seed": 1}, tables=tables or {})
     masks = {"all": torch.ones_like(tokens, dtype=torch.bool), "Y": roles == 2}
     late = torch.zeros_like(masks["all"])
     late[:, 8:] = True

@@ -23,7 +23,7 @@ def test_trigram_suite_passes_and_writes_reports(tmp_path, capsys):
     code = main(["run", str(HYPOTHESES / "trigram.yaml"), "--report-dir", str(tmp_path), "--quiet"])
     assert code == 0, capsys.readouterr().err
     doc = json.loads((tmp_path / "trigram.json").read_text())
-    assert doc["summary"] == {"total": 7, "passed": 7, "failed": 0, "inconclusive": 0, "refuted_as_expected": 0, "exit_code": 0}
+    assert doc["summary"] == {"total": 7, "passed": 7, "failed": 0, "inconclusive": 0, "refuted_as_expected": 0, "known_failures": 0, "exit_code": 0}
     t1 = next(c for c in doc["claims"] if c["id"] == "T1")
     assert set(t1["details"]) >= {"precision", "recall", "jaccard"}
     assert t1["estimate"] == t1["details"]["jaccard"]
@@ -181,6 +181,19 @@ def test_expected_refutations_pass_only_when_refuted(tmp_path, capsys, threshold
     doc = json.loads((tmp_path / "h.json").read_text())
     assert doc["claims"][0]["expect"] == "refuted" and doc["claims"][0]["as_expected"] is (code == 0)
     assert "expects this claim to be refuted (a deliberate refutation test)" in doc["claims"][0]["sentence"]
+
+
+@pytest.mark.parametrize(("threshold", "code", "shown"), [("{at_least: 5.0}", 0, "FAIL (known)"), ("{at_least: 0.1}", 1, "HOLDS (known failure)")])
+def test_known_failures_pass_while_they_keep_failing(tmp_path, capsys, threshold, code, shown):
+    path = tmp_path / "h.yaml"
+    text = VALID_FILE.lstrip("\n").replace("{at_least: 0.5}", threshold)
+    path.write_text(text + "    expect: known_failure\n    expect_reason: does not reproduce on this replica\n")
+    assert main(["run", str(path), "--report-dir", str(tmp_path)]) == code
+    out = capsys.readouterr().out
+    assert shown in out
+    doc = json.loads((tmp_path / "h.json").read_text())
+    assert doc["summary"]["known_failures"] == (1 if code == 0 else 0)
+    assert "Known not to reproduce on this model (does not reproduce on this replica)" in doc["claims"][0]["sentence"]
 
 
 def test_refutation_needs_a_reason(tmp_path, capsys):

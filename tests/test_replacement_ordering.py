@@ -63,10 +63,23 @@ def test_rules_apply_to_heads_only(tiny_model):
         make_plan(tiny_model, [replacement("r", [{"component": "mlp0", "with": "previous"}])])
 
 
-def ordering(ids, direction="increasing"):
+def ordering(ids, direction="increasing", margin=0.0):
     return OrderingClaim.model_validate(
-        dict(id="ladder", statement="s", kind="ordering", claims=ids, direction=direction, threshold={"at_least": 1.0})
+        dict(id="ladder", statement="s", kind="ordering", claims=ids, direction=direction, margin=margin, threshold={"at_least": 1.0})
     )
+
+
+def test_ordering_margin_demands_a_gap(tiny_model):
+    rungs = [
+        replacement("everything-zeroed", [{"component": c, "with": "zero"} for c in ("attn0", "mlp0", "attn1", "mlp1")]),
+        replacement("full", []),
+    ]
+    low, high = (r.measurement.estimate for r in run_file(make_plan(tiny_model, rungs)).claims)
+    gap = abs(high - low)
+    direction = "increasing" if high > low else "decreasing"
+    for margin, want in ((gap * 0.9, 1.0), (gap * 1.1, 0.0)):
+        result = run_file(make_plan(tiny_model, [*rungs, ordering(["everything-zeroed", "full"], direction, margin)]))
+        assert result.claims[2].measurement.estimate == want
 
 
 def test_ordering_reads_the_other_claims_and_resamples_them_jointly(tiny_model):

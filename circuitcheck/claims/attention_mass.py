@@ -4,8 +4,9 @@ CLAIMS.md C3 ("head 1.0 attends mostly to the 3rd character of words") and X2
 ("head 0 attends to B when B is present"). For each query position the mass is the
 head's total attention on the key positions the ``keys`` selection holds in the
 same sequence; estimate = the mean mass over query positions. The report also
-splits the mass by every role the dataset annotates, so "mostly" can be read
-against the alternatives.
+splits the mass by every role the dataset annotates. With ``more_than_roles``,
+"mostly" is read as a plurality: estimate = the mass on ``keys`` minus the largest
+mass on any of those roles (positive: the keys win).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.claims.weight_common import parse_head
+from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
-from circuitcheck.run.stats import SequenceStats, per_sequence, safe_ratio
+from circuitcheck.run.stats import SequenceStats, Totals, per_sequence, safe_ratio
 
 
 def key_mass(pattern: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -32,6 +34,9 @@ class AttentionMassClaim(ClaimSpec):
     head: str = Field(description="'L.H'")
     queries: str = Field(description="Selection of query positions")
     keys: str = Field(description="Selection of key positions (in the same sequence)")
+    more_than_roles: list[str] | None = Field(
+        default=None, min_length=1, description="Estimate the margin over the largest mass on any of these roles"
+    )
 
     supports_floor = True
 
@@ -41,24 +46,40 @@ class AttentionMassClaim(ClaimSpec):
         keys = ctx.masks[ctx.selection(self.keys, "keys")]
         hook = f"blocks.{layer}.attn.hook_pattern"
         batch = ctx.batch
+        rivals = self.more_than_roles or []
+        for i, role in enumerate(rivals):
+            if role not in batch.role_names[1:]:
+                raise PlanError(ctx.path + ("more_than_roles", i), f"this dataset annotates no role {role!r}", f"use one of: {', '.join(batch.role_names[1:])}")
 
         def score(out: ClaimOutputs) -> Measurement:
             pattern = out.captured[hook][:, head]
             mass = key_mass(pattern, keys)
             per_seq = {"mass": per_sequence(mass[queries], queries), "n": queries.sum(1).double()}
-            stats = SequenceStats(per_seq, lambda t: safe_ratio(t["mass"], t["n"]))
+            for role in rivals:
+                per_seq[role] = per_sequence(key_mass(pattern, batch.role_mask(role))[queries], queries)
+            stats = SequenceStats(per_seq, lambda t: _margin(t, rivals))
             by_role = {
                 f"mass_on_role_{name}": float(key_mass(pattern, batch.roles == code)[queries].mean())
                 for code, name in enumerate(batch.role_names)
                 if code and (batch.roles == code).any()
             }
             estimate = stats.estimate()
-            found = f"head {self.head} puts {estimate:.3f} of its attention from '{self.queries}' on '{self.keys}' (mean over {int(queries.sum())} query positions)"
-            details = {"n_queries": int(queries.sum()), "n_sequences": int(queries.any(1).sum())} | by_role
-            return Measurement(estimate, found, details, stats, mass[queries].float())
+            share = float(mass[queries].mean())
+            found = f"head {self.head} puts {share:.3f} of its attention from '{self.queries}' on '{self.keys}' (mean over {int(queries.sum())} query positions)"
+            if rivals:
+                found += f"; {estimate:+.3f} more than on the most attended of roles {', '.join(rivals)}"
+            details = {"mass_on_keys": share, "n_queries": int(queries.sum()), "n_sequences": int(queries.any(1).sum())} | by_role
+            return Measurement(estimate, found, details, stats, None if rivals else mass[queries].float())
 
         lines = (
             f"clean run; capture {hook}",
             f"mean attention mass of head {self.head} from '{self.queries}' ({int(queries.sum())} positions) to '{self.keys}'",
         )
         return ClaimPlan(self.id, self.kind, {}, frozenset({hook}), lines, score)
+
+
+def _margin(t: Totals, rivals: list[str]) -> torch.Tensor:
+    mass = safe_ratio(t["mass"], t["n"])
+    if not rivals:
+        return mass
+    return mass - torch.stack([safe_ratio(t[r], t["n"]) for r in rivals]).max(0).values

@@ -22,6 +22,7 @@ class OrderingClaim(ClaimSpec):
     kind: Literal["ordering"] = "ordering"
     claims: list[str] = Field(min_length=2, description="Claim ids, in the declared order")
     direction: Literal["increasing", "decreasing"]
+    margin: float = Field(default=0.0, ge=0.0, description="A step counts as in order only when it exceeds this ('far less')")
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         sign = 1.0 if self.direction == "increasing" else -1.0
@@ -31,24 +32,25 @@ class OrderingClaim(ClaimSpec):
             parts = {c: found[c].stats for c in self.claims}
             stats = None
             if all(p is not None for p in parts.values()):
-                stats = _joint(parts, sign)  # type: ignore[arg-type]
-            in_order = sum(sign * (b - a) > 0 for a, b in zip(estimates, estimates[1:], strict=False))
+                stats = _joint(parts, sign, self.margin)  # type: ignore[arg-type]
+            in_order = sum(sign * (b - a) > self.margin for a, b in zip(estimates, estimates[1:], strict=False))
             rate = in_order / (len(estimates) - 1)
             arrow = " < " if sign > 0 else " > "
             ladder = arrow.join(f"{c} {e:.4g}" for c, e in zip(self.claims, estimates, strict=True))
-            found_text = f"{ladder}: {in_order} of {len(estimates) - 1} adjacent steps in the declared order"
+            by = f" (by more than {self.margin:g})" if self.margin else ""
+            found_text = f"{ladder}: {in_order} of {len(estimates) - 1} adjacent steps in the declared order{by}"
             return Measurement(rate, found_text, {"estimates": dict(zip(self.claims, estimates, strict=True))}, stats)
 
-        lines = (f"order of the estimates of {', '.join(self.claims)}: {self.direction}; uses their runs, adds none",)
+        lines = (f"order of the estimates of {', '.join(self.claims)}: {self.direction} by more than {self.margin:g}; uses their runs, adds none",)
         return ClaimPlan(self.id, self.kind, {}, frozenset(), lines, _unused, depends_on=tuple(self.claims), derive=derive)
 
 
-def _joint(parts: dict[str, SequenceStats], sign: float) -> SequenceStats:
+def _joint(parts: dict[str, SequenceStats], sign: float, margin: float) -> SequenceStats:
     per_seq = {f"{c}/{k}": v for c, s in parts.items() for k, v in s.per_seq.items()}
 
     def statistic(t: Totals) -> torch.Tensor:
         values = [s.statistic({k: t[f"{c}/{k}"] for k in s.per_seq}) for c, s in parts.items()]
-        steps = [(sign * (b - a) > 0).double() for a, b in zip(values, values[1:], strict=False)]
+        steps = [(sign * (b - a) > margin).double() for a, b in zip(values, values[1:], strict=False)]
         return torch.stack(steps).mean(0)
 
     return SequenceStats(per_seq, statistic)

@@ -188,8 +188,20 @@ class CaesarDataset(DatasetSpec):
             ) from None
         params = self.model_dump() | {"mode": mode, "seq_len": seq_len, "trained_mode": task["mode"]}
         return TokenBatch(
-            batch.tokens, batch.next_token, batch.roles, params, role_names=ROLE_NAMES, token_names=TOKEN_NAMES
+            batch.tokens, batch.next_token, batch.roles, params, role_names=ROLE_NAMES, token_names=TOKEN_NAMES,
+            tables={FIRST_LETTER_TABLE: first_letter_table(words, weights)},
         )
+
+
+FIRST_LETTER_TABLE = "rotation_given_first_letter"
+"""The exact P(rotation | token at position 0): what claim C1 compares the model with."""
+
+
+def first_letter_table(words: list[str], weights: list[float]) -> torch.Tensor:
+    """``[27 tokens, 26 rotations]``; the space row (never at position 0) is uniform."""
+    table = torch.full((D_VOCAB, N_LETTERS), 1.0 / N_LETTERS, dtype=torch.float64)
+    table[:N_LETTERS] = rotation_posterior(letter_frequencies(words, weights)[0])
+    return table
 
 
 def _card_weights(task: dict[str, Any], words: list[str]) -> list[float]:

@@ -35,14 +35,24 @@ def summarize(claims: list[dict[str, Any]]) -> dict[str, Any]:
     failed = sum(c["as_expected"] is False for c in claims)
     inconclusive = sum(c["as_expected"] is None for c in claims)
     refuted = sum(c["as_expected"] is True and c["expect"] == "refuted" for c in claims)
+    known = sum(c["as_expected"] is True and c["expect"] == "known_failure" for c in claims)
     return {
         "total": len(claims),
         "passed": len(claims) - failed - inconclusive,
         "failed": failed,
         "inconclusive": inconclusive,
         "refuted_as_expected": refuted,
+        "known_failures": known,
         "exit_code": EXIT_FAIL if failed else EXIT_INCONCLUSIVE if inconclusive else EXIT_PASS,
     }
+
+
+def headline(s: dict[str, Any]) -> str:
+    """"6/7 claims as expected (1 refuted as expected, 2 known failures), 1 inconclusive"."""
+    notes = [f"{s['refuted_as_expected']} refuted as expected"] if s.get("refuted_as_expected") else []
+    notes += [f"{s['known_failures']} known failure(s) still failing"] if s.get("known_failures") else []
+    text = f"{s['passed']}/{s['total']} claims as expected" + (f" ({', '.join(notes)})" if notes else "")
+    return text + (f", {s['inconclusive']} inconclusive" if s["inconclusive"] else "")
 
 
 def spec_statistics(plan: FilePlan) -> dict[str, Any]:

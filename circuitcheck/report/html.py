@@ -12,6 +12,7 @@ import re
 from html import escape
 from typing import Any
 
+from circuitcheck.report.document import headline
 from circuitcheck.report.figures import Figures
 from circuitcheck.report.render import mark
 from circuitcheck.report.svg import VERDICT_COLORS, Heatmap, bar_chart, heatmap, interval_bar
@@ -156,11 +157,9 @@ def run_body(doc: dict[str, Any], figures: Figures, prefix: str = "") -> str:
 
 
 def run_html(doc: dict[str, Any], figures: Figures | None = None) -> str:
-    s = doc["summary"]
-    extra = f", {s['inconclusive']} inconclusive" if s["inconclusive"] else ""
     head = (
         f"<h1>circuitcheck report: {escape(doc['name'])}</h1>"
-        f"<p><strong>{s['passed']} of {s['total']} claims passed</strong>{escape(extra)} on model "
+        f"<p><strong>{escape(headline(doc['summary']))}</strong> on model "
         f"<code>{escape(str(doc['provenance']['model']))}</code>.</p>"
     )
     return page(f"circuitcheck: {doc['name']}", head + "\n" + run_body(doc, figures or {}))

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
+from circuitcheck.report.document import headline
+
 if TYPE_CHECKING:
     from circuitcheck.report.figures import Figures
 
@@ -21,6 +23,8 @@ def _fmt(x: Any) -> str:
 def mark(c: dict[str, Any]) -> str:
     if c.get("expect") == "refuted" and c["verdict"] != "inconclusive":
         return "REFUTED (expected)" if c["verdict"] == "fail" else "HOLDS (expected refuted)"
+    if c.get("expect") == "known_failure" and c["verdict"] != "inconclusive":
+        return "FAIL (known)" if c["verdict"] == "fail" else "HOLDS (known failure)"
     return MARK[c["verdict"]]
 
 
@@ -33,9 +37,7 @@ def terminal_table(doc: dict[str, Any]) -> str:
     level = int(doc["statistics"]["confidence"] * 100)
     headers = ["claim", "kind", "verdict", "estimate", f"{level}% CI", "threshold", "metric"]
     table = tabulate(rows, headers=headers, tablefmt="simple")
-    s = doc["summary"]
-    extra = f", {s['inconclusive']} inconclusive" if s["inconclusive"] else ""
-    return f"{doc['name']}: {s['passed']}/{s['total']} claims passed{extra}\n{table}"
+    return f"{doc['name']}: {headline(doc['summary'])}\n{table}"
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -43,7 +45,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"# circuitcheck report: {doc['name']}",
         "",
-        f"**{s['passed']} of {s['total']} claims passed** on model `{p['model']}`.",
+        f"**{headline(s)}** on model `{p['model']}`.",
         "",
         "| claim | kind | verdict | estimate | CI | threshold | metric |",
         "|---|---|---|---|---|---|---|",
