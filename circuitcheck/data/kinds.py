@@ -22,6 +22,10 @@ class TrigramDataset(DatasetSpec):
     seed: int
     density: float = Field(gt=0.0, lt=1.0)
     seq_len: int | None = Field(default=None, gt=2)
+    plant: Literal["all", "repeated"] = Field(
+        default="all",
+        description="repeated: plant only the trigrams whose first two tokens are equal, e.g. (72, 72, 48), which are rare otherwise (T7)",
+    )
 
     def build(self, ctx: DataContext) -> TokenBatch:
         task = ctx.model_card.get("task")
@@ -43,6 +47,10 @@ class TrigramDataset(DatasetSpec):
                 "the model card's trigram list differs from the one its task parameters generate",
                 "regenerate the card with models/train_trigram.py",
             )
+        if self.plant == "repeated":
+            trigrams = trigrams[trigrams[:, 0] == trigrams[:, 1]]
+            if not len(trigrams):
+                raise PlanError(("dataset", "plant"), "the model's trigram set has no trigram with two equal leading tokens")
         batch = generate_trigram_batch(
             n_seqs=self.n_seqs,
             seq_len=seq_len,
