@@ -20,7 +20,7 @@ from circuitcheck.report.progress import Tracker, progress_wanted
 from circuitcheck.run.stats import SequenceStats, safe_ratio
 from circuitcheck.spec.base import Statistics
 from circuitcheck.verdict.judge import claim_seed, interval
-from circuitcheck.verdict.paired import paired_difference, paired_stats
+from circuitcheck.verdict.paired import paired_difference, paired_stats, unpaired_difference
 from tests.conftest import REPO
 
 
@@ -86,6 +86,20 @@ def test_ratio_statistics_are_differenced_after_each_ratio():
     totals = {k: weights @ v for k, v in joint.per_seq.items()}
     assert float(joint.statistic(totals)) == pytest.approx(5 / 8 - 1 / 3)
     assert joint.estimate() == pytest.approx(6 / 8 - 2 / 6)
+
+
+def test_unpaired_differences_resample_the_variants_independently():
+    same = mean_stats(torch.linspace(0.0, 1.0, 30).tolist())
+    stats = Statistics(bootstrap=1000, seed=1)
+    paired = paired_difference(measured(same), measured(same), "c", stats)
+    unpaired = unpaired_difference(measured(same), measured(same), "c", stats)
+    assert (paired.ci_low, paired.ci_high) == (0.0, 0.0)
+    assert unpaired.basis == "unpaired bootstrap" and unpaired.estimate == 0.0
+    # Two independent means of 30 values of standard deviation 0.31 differ with standard error 0.31 * sqrt(2 / 30).
+    half_width = 1.96 * float(torch.linspace(0.0, 1.0, 30).std(correction=0)) * math.sqrt(2 / 30)
+    assert unpaired.ci_low == pytest.approx(-half_width, rel=0.15) and unpaired.ci_high == pytest.approx(half_width, rel=0.15)
+    constant = unpaired_difference(measured(mean_stats([0.7] * 5)), measured(mean_stats([0.5] * 8)), "c", stats)
+    assert (constant.ci_low, constant.ci_high) == (pytest.approx(0.2), pytest.approx(0.2))
 
 
 def test_weight_based_and_undefined_differences():
@@ -162,13 +176,18 @@ def small_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     card = json.loads((no_task / "card.json").read_text())
     card.pop("task")
     (no_task / "card.json").write_text(json.dumps(card))
+    other_data = folder / "other-data"  # the same weights, but its card plants another trigram set
+    shutil.copytree(REPO / "models" / "trigram", other_data)
+    card = json.loads((other_data / "card.json").read_text())
+    card["task"] = {k: v for k, v in card["task"].items() if k != "trigrams"} | {"trigram_seed": 1}
+    (other_data / "card.json").write_text(json.dumps(card))
     return folder / "small.yaml"
 
 
 @pytest.fixture(scope="module")
 def compared(small_file: Path) -> dict:
     copy = str(small_file.parent / "trigram-copy")
-    return comparison_document(compare_file(small_file, ["trigram", "trigram-attn-only", copy, "./no-task"]))
+    return comparison_document(compare_file(small_file, ["trigram", "trigram-attn-only", copy, "./no-task", "./other-data"]))
 
 
 def _claim(doc: dict, claim_id: str) -> dict:
@@ -213,9 +232,17 @@ def test_differences_are_paired_on_the_same_sequences(compared):
     assert qk["basis"] == "exact" and qk["ci_low"] == qk["ci_high"] == qk["estimate"]
 
 
+def test_variants_that_saw_different_sequences_are_compared_unpaired(compared):
+    hashes = compared["dataset_tokens_sha256"]
+    assert hashes["./other-data"] != hashes["trigram"]
+    d = next(d for d in _claim(compared, "full-rung")["differences"] if d["variant"] == "./other-data")
+    assert d["basis"] == "unpaired bootstrap" and d["ci_low"] < d["estimate"] < d["ci_high"]
+
+
 def test_renderers_show_the_matrix_stars_and_reasons(compared):
     text = terminal_matrix(compared)
-    assert text.splitlines()[0].startswith("small-compare: 5 claims x 4 variants (differences against trigram)")
+    assert text.splitlines()[0].startswith("small-compare: 5 claims x 5 variants (differences against trigram)")
+    assert " unpaired" in text
     assert "mlp-rung on trigram-attn-only: not applicable:" in text
     md = comparison_markdown(compared)
     assert "| claim | trigram | trigram-attn-only |" in md

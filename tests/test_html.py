@@ -100,7 +100,7 @@ def test_run_writes_a_self_contained_html_report_with_an_attention_heatmap(trigr
     assert_self_contained(html)
     assert html.count('<section class="card v-pass"') == 7
     assert 'aria-label="head 0.0: mean over 1000 sequences"' in html
-    assert re.search(r'aria-label="head 0\.0: sequence \d+ \(rows marked by role\)"', html)
+    assert re.search(r'aria-label="head 0\.0: sequence \d+, rows by role"', html)
     assert "<h2>Self-checks</h2>" in html and "<h2>Provenance</h2>" in html and "checkpoint_sha256" in html
 
 

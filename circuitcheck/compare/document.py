@@ -13,7 +13,7 @@ from circuitcheck.plan.interventions import Measurement
 from circuitcheck.report.document import json_safe
 from circuitcheck.report.render import mark
 from circuitcheck.spec.base import Statistics
-from circuitcheck.verdict.paired import paired_difference
+from circuitcheck.verdict.paired import paired_difference, unpaired_difference
 
 COMPARISON_SCHEMA = 1
 NOT_APPLICABLE = "not_applicable"
@@ -41,9 +41,8 @@ def _difference(run: VariantRun, ref: VariantRun, claim_id: str, stats: Statisti
                              "ci_high": None, "excludes_zero": False}
     if NOT_APPLICABLE in (_cell(run, claim_id)["status"], _cell(ref, claim_id)["status"]):
         return found | {"basis": "not applicable"}
-    if _tokens(run) != _tokens(ref):
-        return found | {"basis": "unpaired: the variants' datasets hold different sequences"}
-    d = paired_difference(_measurement(run, claim_id), _measurement(ref, claim_id), claim_id, stats)
+    differ = paired_difference if _tokens(run) == _tokens(ref) else unpaired_difference
+    d = differ(_measurement(run, claim_id), _measurement(ref, claim_id), claim_id, stats)
     return found | {"estimate": d.estimate, "ci_low": d.ci_low, "ci_high": d.ci_high,
                     "excludes_zero": d.excludes_zero, "basis": d.basis}
 
@@ -74,7 +73,8 @@ def comparison_document(cmp: Comparison) -> dict[str, Any]:
         "reference": ref.model,
         "summary": {"claims": len(claims), "variants": len(cmp.variants), "differing": differing, "not_applicable": n_na},
         "statistics": {
-            "method": "paired percentile bootstrap over sequences: the same resampled sequences for both variants",
+            "method": "paired percentile bootstrap over sequences: the same resampled sequences for both variants "
+            "(independent bootstraps where the variants' datasets differ)",
             "resamples": stats.bootstrap, "seed": stats.seed, "confidence": stats.confidence,
         },
         "dataset_tokens_sha256": {v.model: _tokens(v) for v in cmp.variants},

@@ -42,6 +42,6 @@ def attention_figures(result: FileResult) -> Figures:
                 mean = pattern[:, head].double().mean(0)
                 figures.setdefault(claim.claim_id, []).extend([
                     Heatmap(f"head {layer}.{head}: mean over {len(pattern)} sequences", _rows(mean)),
-                    Heatmap(f"head {layer}.{head}: sequence {seq} (rows marked by role)", _rows(pattern[seq, head]), marks),
+                    Heatmap(f"head {layer}.{head}: sequence {seq}, rows by role", _rows(pattern[seq, head]), marks),
                 ])
     return figures

@@ -37,6 +37,8 @@ def difference_text(d: dict[str, Any]) -> str:
     flag = f" {STAR}" if d["excludes_zero"] else ""
     if d["basis"] == "exact":
         return f"{d['estimate']:+.4g} (exact){flag}"
+    if d["basis"] == "unpaired bootstrap":
+        flag = " unpaired" + flag
     return f"{d['estimate']:+.4g} [{d['ci_low']:+.4g}, {d['ci_high']:+.4g}]{flag}"
 
 
@@ -59,8 +61,9 @@ def footnotes(doc: dict[str, Any]) -> list[str]:
     level = int(doc["statistics"]["confidence"] * 100)
     differing = ", ".join(f"{d['claim']} ({d['variant']})" for d in doc["summary"]["differing"]) or "none"
     lines = [
-        f"{STAR} the paired {level}% interval of the difference excludes zero (for weight-based claims, marked exact: "
-        f"the difference is not zero). Differ: {differing}."
+        f"{STAR} the {level}% interval of the difference excludes zero (paired on the same sequences; marked unpaired "
+        f"where the variants' datasets differ; marked exact for weight-based claims: the difference is not zero). "
+        f"Differ: {differing}."
     ]
     for c in doc["claims"]:
         for variant, cell in c["cells"].items():

@@ -100,7 +100,8 @@ def heatmap(h: Heatmap, cell: int = 6) -> str:
     n_q = len(h.values)
     n_k = len(h.values[0]) if n_q else 0
     left, top = 34, 24
-    width, height = left + n_k * cell + 70, top + n_q * cell + 30
+    width = max(left + n_k * cell + 70, int(len(h.title) * 6.5) + left)
+    height = top + n_q * cell + 30
     parts = [
         f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(h.title)}">',
         _text(left, 14, h.title, "start", 11, ' font-weight="600"'),

@@ -5,6 +5,9 @@ the same sequence indices for both: one weight vector per resample is applied to
 per-sequence totals of both variants, and each variant's statistic is taken on its own
 resampled totals. Sequence-level noise shared by the two variants cancels, so the interval
 is that of the difference, not the (wider) one two separate intervals would suggest.
+
+Variants whose datasets differ (a dataset kind that reads its distribution from the model
+card) cannot be paired; :func:`unpaired_difference` bootstraps the two estimates independently.
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ from circuitcheck.run.stats import SequenceStats, Totals
 from circuitcheck.spec.base import Statistics
 from circuitcheck.verdict.judge import claim_seed, interval
 
-Basis = Literal["paired bootstrap", "exact", "undefined"]
+Basis = Literal["paired bootstrap", "unpaired bootstrap", "exact", "undefined"]
 
 
 @dataclass(frozen=True)
 class PairedDifference:
     """``estimate = variant - reference`` with its interval; ``basis`` says where the interval came from:
-    a paired bootstrap, ``exact`` (weight-based claims, no sampling uncertainty) or ``undefined``."""
+    a paired or unpaired bootstrap, ``exact`` (weight-based claims, no sampling uncertainty) or ``undefined``."""
 
     estimate: float
     ci_low: float
@@ -55,12 +58,8 @@ def paired_stats(variant: SequenceStats, reference: SequenceStats) -> SequenceSt
     return SequenceStats(per_seq, difference)
 
 
-def paired_difference(variant: Measurement, reference: Measurement, claim_id: str, stats: Statistics) -> PairedDifference:
-    """The difference of one claim's estimates, with a paired bootstrap interval where both have one.
-
-    The bootstrap seed is the claim's own (as in :func:`circuitcheck.verdict.judge.judge`), so the
-    resamples are those each variant's own interval was computed on.
-    """
+def _without_bootstrap(variant: Measurement, reference: Measurement) -> PairedDifference | None:
+    """The difference when no bootstrap is needed or possible; None when both have per-sequence statistics."""
     estimate = variant.estimate - reference.estimate
     if not math.isfinite(estimate):
         return PairedDifference(math.nan, math.nan, math.nan, "undefined")
@@ -68,6 +67,34 @@ def paired_difference(variant: Measurement, reference: Measurement, claim_id: st
         return PairedDifference(estimate, estimate, estimate, "exact")
     if variant.stats is None or reference.stats is None:
         return PairedDifference(estimate, math.nan, math.nan, "undefined")
-    draws = paired_stats(variant.stats, reference.stats).bootstrap(stats.bootstrap, claim_seed(stats.seed, claim_id))
+    return None
+
+
+def _from_draws(estimate: float, draws: torch.Tensor, stats: Statistics, basis: Basis) -> PairedDifference:
     lo, hi = interval(draws, stats.confidence)
-    return PairedDifference(estimate, lo, hi, "paired bootstrap" if math.isfinite(lo) else "undefined")
+    return PairedDifference(estimate, lo, hi, basis if math.isfinite(lo) else "undefined")
+
+
+def paired_difference(variant: Measurement, reference: Measurement, claim_id: str, stats: Statistics) -> PairedDifference:
+    """The difference of one claim's estimates, with a paired bootstrap interval where both have one.
+
+    The bootstrap seed is the claim's own (as in :func:`circuitcheck.verdict.judge.judge`), so the
+    resamples are those each variant's own interval was computed on.
+    """
+    found = _without_bootstrap(variant, reference)
+    if found is not None:
+        return found
+    assert variant.stats is not None and reference.stats is not None
+    draws = paired_stats(variant.stats, reference.stats).bootstrap(stats.bootstrap, claim_seed(stats.seed, claim_id))
+    return _from_draws(variant.estimate - reference.estimate, draws, stats, "paired bootstrap")
+
+
+def unpaired_difference(variant: Measurement, reference: Measurement, claim_id: str, stats: Statistics) -> PairedDifference:
+    """The difference with an interval from independent bootstraps of the two estimates (different sequences)."""
+    found = _without_bootstrap(variant, reference)
+    if found is not None:
+        return found
+    assert variant.stats is not None and reference.stats is not None
+    mine = variant.stats.bootstrap(stats.bootstrap, claim_seed(stats.seed, claim_id))
+    theirs = reference.stats.bootstrap(stats.bootstrap, claim_seed(stats.seed, f"{claim_id}/reference"))
+    return _from_draws(variant.estimate - reference.estimate, mine - theirs, stats, "unpaired bootstrap")
