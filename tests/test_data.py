@@ -85,3 +85,16 @@ def test_file_dataset_rejects_out_of_vocabulary_tokens(tmp_path, trigram):
     tokens = torch.full((2, 50), 80)
     with pytest.raises((SpecError, SpecErrors), match=r"h.yaml:\d+:\d+: dataset.path: token ids must lie in \[0, 75\)"):
         compile_file(file_spec(tmp_path, tokens, torch.zeros(2, 50, dtype=torch.long)))
+
+
+def test_plant_repeated_plants_only_trigrams_with_equal_leading_tokens(trigram, tmp_path):
+    from circuitcheck.data.kinds import TrigramDataset
+    from circuitcheck.data.registry import DataContext
+
+    ctx = DataContext(trigram.card, tmp_path, 75, 50)
+    batch = TrigramDataset(kind="trigram", n_seqs=200, seed=3, density=0.05, plant="repeated").build(ctx)
+    ys = batch.role_mask("Y").nonzero().tolist()
+    assert len(ys) > 100
+    assert all(int(batch.tokens[b, p]) == int(batch.tokens[b, p - 1]) for b, p in ys)
+    repeated = {tuple(t) for t in trigram.card["task"]["trigrams"] if t[0] == t[1]}
+    assert {(int(batch.tokens[b, p - 1]), int(batch.tokens[b, p]), int(batch.tokens[b, p + 1])) for b, p in ys} <= repeated
