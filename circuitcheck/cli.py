@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from circuitcheck.errors import CircuitcheckError
@@ -18,6 +19,15 @@ EXIT_PASS, EXIT_FAIL, EXIT_INVALID, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 
 
 def _err(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+@contextmanager
+def _writing(what: str) -> Iterator[None]:
+    """A file that cannot be written is the user's to fix: one line, exit 2, not an internal error."""
+    try:
+        yield
+    except OSError as err:
+        raise CircuitcheckError(f"{err.filename or what}: cannot write the {what}: {err.strerror or err}") from None
 
 
 def _argv(args: argparse.Namespace, *rest: str) -> list[str]:
@@ -81,7 +91,8 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[d
 
         apply_baseline(doc, Path(args.baseline), {c.id: c.regression_tolerance for c in plan.spec.claims})
     docs.append(doc)
-    written = write_reports(doc, Path(args.report_dir), attention_figures(result))
+    with _writing("reports"):
+        written = write_reports(doc, Path(args.report_dir), attention_figures(result))
     if not args.quiet:
         print(terminal_table(doc))
         for claim in doc["claims"]:
@@ -105,7 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.junit:
         from circuitcheck.report.junit import write_junit
 
-        print(f"junit: {write_junit(docs, Path(args.junit))}")
+        with _writing("JUnit report"):
+            print(f"junit: {write_junit(docs, Path(args.junit))}")
     for worst in (EXIT_INVALID, EXIT_FAIL, EXIT_INCONCLUSIVE):
         if worst in codes:
             return worst
@@ -133,7 +145,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         found = compare_file(Path(args.file), args.model, args.max_rows, _argv(args, args.file), tracker)
     doc = comparison_document(found)
     figures = {v.model: attention_figures(v.result) for v in found.variants if v.result is not None}
-    written = write_comparison(doc, Path(args.report_dir), figures)
+    with _writing("reports"):
+        written = write_comparison(doc, Path(args.report_dir), figures)
     if not args.quiet:
         print(terminal_matrix(doc))
     print(f"reports: {', '.join(map(str, written))}")
@@ -146,10 +159,8 @@ def _write_or_print(text: str, out: str | None, what: str) -> int:
     if out is None:
         sys.stdout.write(text)
         return EXIT_PASS
-    try:
+    with _writing(what):
         Path(out).write_text(text)
-    except OSError as err:
-        raise CircuitcheckError(f"{out}: cannot write the {what}: {err.strerror or err}") from None
     print(f"{what}: {out}", file=sys.stderr)
     return EXIT_PASS
 

@@ -294,6 +294,15 @@ def test_compare_usage_errors_exit_2_with_one_line(small_file, tmp_path, capsys,
     assert not list(tmp_path.iterdir())
 
 
+def test_an_unwritable_report_dir_is_one_line_exit_2(small_file, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = ["compare", str(small_file), "--model", "trigram", "--model", "trigram-attn-only", "--quiet"]
+    assert main([*args, "--report-dir", str(blocker / "reports")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the reports" in err and len(err.strip().splitlines()) == 1
+
+
 # --- progress ----------------------------------------------------------------------------------
 
 
