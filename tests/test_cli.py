@@ -170,30 +170,26 @@ def test_a_claim_on_its_threshold_is_inconclusive_and_exits_3(tmp_path, capsys):
     capsys.readouterr()
 
 
-@pytest.mark.parametrize(("threshold", "code", "shown"), [("{at_least: 5.0}", 0, "REFUTED (expected)"), ("{at_least: 0.1}", 1, "HOLDS (expected refuted)")])
-def test_expected_refutations_pass_only_when_refuted(tmp_path, capsys, threshold, code, shown):
-    path = tmp_path / "h.yaml"
-    text = VALID_FILE.lstrip("\n").replace("{at_least: 0.5}", threshold)
-    path.write_text(text + "    expect: refuted\n    expect_reason: a deliberate refutation test\n")
-    assert main(["run", str(path), "--report-dir", str(tmp_path)]) == code
-    out = capsys.readouterr().out
-    assert shown in out
-    doc = json.loads((tmp_path / "h.json").read_text())
-    assert doc["claims"][0]["expect"] == "refuted" and doc["claims"][0]["as_expected"] is (code == 0)
-    assert "expects this claim to be refuted (a deliberate refutation test)" in doc["claims"][0]["sentence"]
+EXPECTATIONS = [
+    ("refuted", "{at_least: 5.0}", 0, "REFUTED (expected)", "expects this claim to be refuted (the reason)", "refuted_as_expected"),
+    ("refuted", "{at_least: 0.1}", 1, "HOLDS (expected refuted)", "it unexpectedly holds", "refuted_as_expected"),
+    ("known_failure", "{at_least: 5.0}", 0, "FAIL (known)", "Known not to reproduce on this model (the reason)", "known_failures"),
+    ("known_failure", "{at_least: 0.1}", 1, "HOLDS (known failure)", "it now holds, so the file fails", "known_failures"),
+]
 
 
-@pytest.mark.parametrize(("threshold", "code", "shown"), [("{at_least: 5.0}", 0, "FAIL (known)"), ("{at_least: 0.1}", 1, "HOLDS (known failure)")])
-def test_known_failures_pass_while_they_keep_failing(tmp_path, capsys, threshold, code, shown):
+@pytest.mark.parametrize(("expect", "threshold", "code", "shown", "said", "counter"), EXPECTATIONS)
+def test_expected_failures_pass_only_while_they_fail(tmp_path, capsys, expect, threshold, code, shown, said, counter):
     path = tmp_path / "h.yaml"
     text = VALID_FILE.lstrip("\n").replace("{at_least: 0.5}", threshold)
-    path.write_text(text + "    expect: known_failure\n    expect_reason: does not reproduce on this replica\n")
+    path.write_text(text + f"    expect: {expect}\n    expect_reason: the reason\n")
     assert main(["run", str(path), "--report-dir", str(tmp_path)]) == code
-    out = capsys.readouterr().out
-    assert shown in out
+    assert shown in capsys.readouterr().out
     doc = json.loads((tmp_path / "h.json").read_text())
-    assert doc["summary"]["known_failures"] == (1 if code == 0 else 0)
-    assert "Known not to reproduce on this model (does not reproduce on this replica)" in doc["claims"][0]["sentence"]
+    claim = doc["claims"][0]
+    assert claim["expect"] == expect and claim["as_expected"] is (code == 0)
+    assert said in claim["sentence"]
+    assert doc["summary"][counter] == (1 if code == 0 else 0)
 
 
 def test_refutation_needs_a_reason(tmp_path, capsys):
