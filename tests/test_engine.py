@@ -185,3 +185,52 @@ def test_batched_linear_edits_equal_the_naive_loop(tiny_model, setup):
     batched = run_variants(tiny_model, variants, data, repl, max_rows=5)
     for variant, got in zip(variants, batched, strict=True):
         assert torch.allclose(got, run_naive(tiny_model, variant, data, repl), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def resumable(tiny_model, setup):
+    """The same data with a clean cache that also holds the residual streams passes resume from."""
+    from circuitcheck.run.engine import resume_hooks
+
+    data, _, _, sites = setup
+    hooks = {s.hook for s in sites} | resume_hooks(tiny_model)
+    _, cache = clean_run(tiny_model, data.inputs[CLEAN], hooks, max_rows=100)
+    return data, Replacements(cache), sites
+
+
+@pytest.mark.parametrize("max_rows", [1000, 5])
+def test_resumed_passes_equal_the_naive_loop(tiny_model, resumable, max_rows):
+    data, repl, sites = resumable
+    layer1 = [s for s in sites if s.hook.startswith("blocks.1.")]
+    variants = [Variant(edits=(e,)) for v in random_variants(layer1, seed=3, n=8) for e in v.edits[:1]]
+    variants += random_variants(sites, seed=4, n=6)  # some start at layer 0 or from other inputs
+    batched = run_variants(tiny_model, variants, data, repl, max_rows=max_rows)
+    for variant, got in zip(variants, batched, strict=True):
+        torch.testing.assert_close(got, run_naive(tiny_model, variant, data, repl), atol=1e-5, rtol=0)
+
+
+def test_layer1_edits_skip_layer0(tiny_model, resumable):
+    from circuitcheck.run.engine import FULL, start_layer
+
+    data, repl, _ = resumable
+    variant = Variant(edits=(HookEdit(HookSite("blocks.1.attn.hook_z", 0), "late", "mean"),))
+    assert start_layer(tiny_model, variant, repl.cache) == 1
+    assert start_layer(tiny_model, Variant(input="corrupted", edits=variant.edits), repl.cache) == FULL
+    assert start_layer(tiny_model, Variant(), repl.cache) == FULL, "an un-edited variant is the stacking self-check"
+    calls = []
+    handle = tiny_model.blocks[0].register_forward_hook(lambda *a: calls.append(1))
+    try:
+        run_variants(tiny_model, [variant], data, repl)
+        assert calls == []
+        run_variants(tiny_model, [variant], data, repl, resume=False)
+        assert calls, "without resume, layer 0 runs"
+    finally:
+        handle.remove()
+
+
+def test_grouped_edits_of_one_variant_compose(tiny_model, resumable):
+    data, repl, _ = resumable
+    heads = [HookEdit(HookSite("blocks.0.attn.hook_z", h), pos, "zero") for h, pos in ((0, "all"), (2, "late"))]
+    one = Variant(edits=tuple(heads))
+    (got,) = run_variants(tiny_model, [one, Variant(edits=heads[:1])], data, repl)[:1]
+    torch.testing.assert_close(got, run_naive(tiny_model, one, data, repl), atol=1e-5, rtol=0)

@@ -20,6 +20,7 @@ import torch
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.components import HookSite
 from circuitcheck.plan.interventions import CLEAN, PATTERN_RULES, HookEdit, Variant
+from circuitcheck.run.edit_groups import EditGroup, build_groups, heads_first, member_masks
 from circuitcheck.run.linearize import fit_jacobian, mlp_function
 from circuitcheck.run.paths import path_values
 
@@ -141,11 +142,6 @@ class Replacements:
         return clean[rows]
 
 
-def heads_first(hook: str) -> bool:
-    """Attention patterns and scores are ``[batch, head, query, key]``; other hooks put positions second."""
-    return hook.endswith(("hook_pattern", "hook_attn_scores"))
-
-
 def rule_pattern(rule: str, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
     """A replacement attention pattern ``[batch, head, query, key]`` that follows ``rule``."""
     q = torch.arange(shape[-2])
@@ -194,10 +190,73 @@ def run_variants(
     data: EngineInputs,
     repl: Replacements,
     max_rows: int = DEFAULT_MAX_ROWS,
+    resume: bool = True,
 ) -> list[torch.Tensor]:
-    """Logits ``[n_seqs, seq, vocab]`` for each variant, all stacked into shared passes."""
+    """Logits ``[n_seqs, seq, vocab]`` for each variant, stacked into shared passes.
+
+    With ``resume``, variants whose edits all sit in layers >= k start from the clean
+    run's cached residual stream at layer k (when the cache holds it) instead of
+    recomputing the layers below, which those edits cannot change.
+    """
     if not variants:
         return []
+    for v in variants:
+        for e in v.edits:
+            repl.prepare(e)  # fits and precomputations now: run inside a hook they would fire hooks
+    by_start: dict[int, list[int]] = defaultdict(list)
+    for k, v in enumerate(variants):
+        by_start[start_layer(model, v, repl.cache) if resume else FULL].append(k)
+    outputs: list[torch.Tensor | None] = [None] * len(variants)
+    for layer, members in sorted(by_start.items()):
+        for k, logits in zip(members, _run_pass(model, [variants[k] for k in members], data, repl, max_rows, layer), strict=True):
+            outputs[k] = logits
+    return [o for o in outputs if o is not None]
+
+
+FULL = -1
+"""Start layer meaning "run the whole model from the tokens"."""
+
+
+def resume_hook(model: Any, layer: int) -> str:
+    """The cached activation a pass starting at ``layer`` reads (``n_layers``: the final residual stream)."""
+    n = int(model.cfg.n_layers)
+    return f"blocks.{layer}.hook_resid_pre" if layer < n else f"blocks.{n - 1}.hook_resid_post"
+
+
+def resume_hooks(model: Any) -> set[str]:
+    """Every activation a resumed pass may start from (for the clean run to capture)."""
+    return {resume_hook(model, layer) for layer in range(int(model.cfg.n_layers) + 1)}
+
+
+def _layer_of(model: Any, hook: str) -> int:
+    if hook.startswith("blocks."):
+        return int(hook.split(".")[1])
+    if hook.startswith(("ln_final", "unembed", "hook_unembed")):
+        return int(model.cfg.n_layers)
+    return FULL
+
+
+def start_layer(model: Any, variant: Variant, cache: dict[str, torch.Tensor]) -> int:
+    """The first layer a variant's edits can change, if the clean cache holds its input; else FULL."""
+    if variant.input != CLEAN or not variant.edits:
+        return FULL  # an un-edited variant runs in full: it is the stacking self-check
+    hooks = [e.site.hook for e in variant.edits] + [e.reads for e in variant.edits if e.reads]
+    layer = min(_layer_of(model, h) for h in hooks)
+    if layer <= 0 or resume_hook(model, layer) not in cache:
+        return FULL
+    return layer
+
+
+def forward_from(model: Any, layer: int, resid: torch.Tensor) -> torch.Tensor:
+    """The logits, running blocks ``layer..`` on a residual stream, then the final norm and unembedding."""
+    x = resid
+    for block in list(model.blocks)[layer:]:
+        out = block(x)
+        x = out[0] if isinstance(out, tuple) else out
+    return model.unembed(model.ln_final(x))
+
+
+def _run_pass(model: Any, variants: list[Variant], data: EngineInputs, repl: Replacements, max_rows: int, layer: int) -> list[torch.Tensor]:
     n_seqs = len(data.inputs[CLEAN])
     per_chunk = max(1, max_rows // len(variants))
     outputs: list[list[torch.Tensor]] = [[] for _ in variants]
@@ -205,43 +264,51 @@ def run_variants(
     for k, variant in enumerate(variants):
         for edit in variant.edits:
             by_hook[edit.site.hook].append((k, edit))
-
+    mask_names = sorted({e.positions for v in variants for e in v.edits})
+    stack = torch.stack([data.masks[name] for name in mask_names]) if mask_names else torch.zeros(0)
+    groups = {hook: build_groups(edits, mask_names) for hook, edits in by_hook.items()}
     reads = {e.reads for v in variants for e in v.edits if e.reads}
-    for v in variants:
-        for e in v.edits:
-            repl.prepare(e)
     for start in range(0, n_seqs, per_chunk):
         rows = torch.arange(start, min(start + per_chunk, n_seqs))
-        c = len(rows)
-        stacked = torch.cat([data.inputs[v.input][rows] for v in variants])
         stash: dict[str, torch.Tensor] = {}
-        hooks = {name: _stacked_editor(edits, rows, data, repl, stash) for name, edits in by_hook.items()}
+        hooks = {name: _grouped_editor(g, stack, rows, len(variants), repl, stash) for name, g in groups.items()}
         _add_stashes(hooks, reads, stash)
         with counted_hooks(model, hooks) as calls:
-            logits = model(stacked).detach()
+            if layer == FULL:
+                logits = model(torch.cat([data.inputs[v.input][rows] for v in variants])).detach()
+            else:
+                resid = repl.cache[resume_hook(model, layer)][rows]
+                logits = forward_from(model, layer, resid.repeat(len(variants), *([1] * (resid.dim() - 1)))).detach()
         assert_fired(calls, sorted(hooks), "intervention run")
-        for k, part in enumerate(logits.split(c)):
+        for k, part in enumerate(logits.split(len(rows))):
             outputs[k].append(part)
     return [torch.cat(parts) for parts in outputs]
 
 
-def _stacked_editor(
-    hook_edits: list[tuple[int, HookEdit]], rows: torch.Tensor, data: EngineInputs, repl: Replacements,
-    stash: dict[str, torch.Tensor],
+def _grouped_editor(
+    groups: list[EditGroup], stack: torch.Tensor, rows: torch.Tensor, n_blocks: int, repl: Replacements, stash: dict[str, torch.Tensor],
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """One hook function editing each variant's block of rows in a stacked batch."""
+    """One hook function applying every group's edits to its variants' blocks of a stacked batch."""
     c = len(rows)
 
     def edit_all(act: torch.Tensor) -> torch.Tensor:
-        parts = list(act.split(c))
-        for k, edit in hook_edits:
-            mask = data.masks[edit.positions][rows]
-            read = stash[edit.reads].split(c)[k] if edit.reads else None
-            parts[k] = apply_edit(parts[k], edit, edit_values(repl, edit, rows, parts[k], read), mask)
-            if not torch.isfinite(parts[k]).all():
-                seq = int(rows[(~torch.isfinite(parts[k])).reshape(len(rows), -1).any(1).nonzero()[0, 0]])
-                raise SelfCheckError(f"non-finite values after the edit '{edit}' at hook {edit.site.hook!r}, sequence {seq}")
-        return torch.cat(parts)
+        blocks = act.reshape((n_blocks, c) + act.shape[1:]).clone()
+        for group in groups:
+            variants, masks = member_masks(group, stack, rows, act, n_blocks)
+            if group.per_variant:
+                read = stash[group.template.reads].reshape((n_blocks, c) + stash[group.template.reads].shape[1:])  # type: ignore[index]
+                values = torch.stack([edit_values(repl, group.template, rows, blocks[k], read[k]) for k in variants.tolist()])
+            else:
+                values = edit_values(repl, group.template, rows, blocks[0]).unsqueeze(0)
+            edited = torch.where(masks, values, blocks[variants])
+            if not torch.isfinite(edited).all():
+                where = (~torch.isfinite(edited)).reshape(len(variants), c, -1).any(-1).nonzero()[0]
+                raise SelfCheckError(
+                    f"non-finite values after the edit '{group.template}' at hook {group.template.site.hook!r}, "
+                    f"sequence {int(rows[where[1]])} (variant {int(variants[where[0]])} of the pass)"
+                )
+            blocks[variants] = edited
+        return blocks.reshape(act.shape)
 
     return edit_all
 

@@ -13,7 +13,15 @@ from circuitcheck.plan.compile import FilePlan
 from circuitcheck.plan.components import HookSite, available_hooks, complement, model_components, resolve_components
 from circuitcheck.plan.interventions import CLEAN, ClaimOutputs, HookEdit, Measurement, Variant
 from circuitcheck.plan.positions import ALL
-from circuitcheck.run.engine import DEFAULT_MAX_ROWS, EngineInputs, Replacements, clean_run, counted_hooks, run_variants
+from circuitcheck.run.engine import (
+    DEFAULT_MAX_ROWS,
+    EngineInputs,
+    Replacements,
+    clean_run,
+    counted_hooks,
+    resume_hooks,
+    run_variants,
+)
 
 IDENTITY_ATOL = 1e-5
 
@@ -96,6 +104,7 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
     capture = {c for claim in plan.claims for c in claim.captures}
     capture |= {e.site.hook for v in runs for e in v.edits} | {e.reads for v in runs for e in v.edits if e.reads}
     capture |= {h for v in runs for e in v.edits if e.path for h in (e.path.resid, e.path.sender.hook)}
+    capture |= resume_hooks(model)
 
     with torch.no_grad():
         t0 = time.perf_counter()
