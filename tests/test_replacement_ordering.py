@@ -163,3 +163,13 @@ def test_linear_needs_fit_positions_and_an_mlp(tiny_model):
         make_plan(tiny_model, [replacement("r", [{"component": "mlp0", "with": "linear"}])])
     with pytest.raises(PlanError, match="'linear' linearises an MLP"):
         make_plan(tiny_model, [replacement("r", [{"component": "0.1", "with": "linear", "fit": "Y"}])])
+
+
+def test_rowwise_jacobians_equal_per_example_jacobians(tiny_model):
+    from circuitcheck.run.linearize import mlp_function, rowwise_jacobians
+
+    fn = mlp_function(tiny_model, 0)
+    xs = torch.randn(5, 16, generator=torch.Generator().manual_seed(1))
+    with torch.enable_grad():
+        want = torch.stack([torch.autograd.functional.jacobian(fn, x) for x in xs])
+    torch.testing.assert_close(rowwise_jacobians(fn, xs), want, atol=1e-5, rtol=0)

@@ -72,7 +72,7 @@ def build_groups(hook_edits: list[tuple[int, HookEdit]], mask_names: list[str]) 
 def member_masks(group: EditGroup, stack: torch.Tensor, rows: torch.Tensor, act: torch.Tensor, n_blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(unique variant indices ``[g]``, their merged masks shaped to broadcast over one block of ``act``)."""
     hook = group.template.site.hook
-    pos = stack[group.positions][:, rows]  # [m, c, s]
+    pos = stack[:, rows][group.positions]  # [m, c, s]
     if hook.endswith(HEADED_HOOKS):
         n_heads = act.shape[1] if heads_first(hook) else act.shape[2]
         head_mask = (group.heads[:, None] == torch.arange(n_heads)[None, :]) | (group.heads[:, None] < 0)

@@ -23,13 +23,26 @@ def fit_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tenso
     xs = inputs[rows].detach().float()
     if how == "at_mean_input":
         xs = xs.mean(0, keepdim=True)
-    with torch.enable_grad():
-        jacobians = torch.stack([torch.autograd.functional.jacobian(fn, x) for x in xs])
+    jacobians = rowwise_jacobians(fn, xs)
     reduce = (lambda t: t.median(0).values) if how == "median" else (lambda t: t.mean(0))
     with torch.no_grad():
         j = reduce(jacobians)
         b = reduce(fn(xs) - xs @ j.T)
     return j, b
+
+
+def rowwise_jacobians(fn: Callable[[torch.Tensor], torch.Tensor], xs: torch.Tensor) -> torch.Tensor:
+    """``[n, d_out, d_in]``: the Jacobian of ``fn`` at every row of ``xs``.
+
+    ``fn`` acts on each row on its own (an MLP after a LayerNorm does), so the gradient
+    of an output coordinate summed over rows holds every row's Jacobian row at once:
+    ``d_out`` backward passes instead of ``n * d_out``.
+    """
+    with torch.enable_grad():
+        x = xs.detach().clone().requires_grad_(True)
+        y = fn(x)
+        rows = [torch.autograd.grad(y[:, i].sum(), x, retain_graph=i + 1 < y.shape[1])[0] for i in range(y.shape[1])]
+    return torch.stack(rows, dim=1).detach()
 
 
 def mlp_function(model: object, layer: int) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -90,12 +90,24 @@ def load_model(name_or_path: str, base: Path | None = None) -> Any:
     return load(name_or_path, base).model
 
 
+_LOADED: dict[tuple[str, str, str], LoadedModel] = {}
+"""Models loaded in this process, keyed by directory, card text and checkpoint hash: the files of a
+suite share one model, and a changed card or checkpoint is loaded afresh. Nothing writes to a loaded model."""
+
+
 def load(name_or_path: str, base: Path | None = None) -> LoadedModel:
     model_dir = resolve_model_dir(name_or_path, base)
     card = load_zoo_card(str(model_dir))
     ckpt = model_dir / card["checkpoint"]
     if not ckpt.is_file():
         raise ModelLoadError(f"{model_dir / CARD_NAME}: checkpoint {ckpt} does not exist")
+    key = (str(model_dir.resolve()), (model_dir / CARD_NAME).read_text(), sha256_file(ckpt))
+    if key not in _LOADED:
+        _LOADED[key] = _build(model_dir, card, ckpt, key[2])
+    return _LOADED[key]
+
+
+def _build(model_dir: Path, card: dict[str, Any], ckpt: Path, digest: str) -> LoadedModel:
     try:
         model = build_bridge(card["config"])
     except (TypeError, ValueError) as err:
@@ -105,7 +117,7 @@ def load(name_or_path: str, base: Path | None = None) -> LoadedModel:
     model.train(False)  # inference mode: no dropout; never Python eval
     for param in model.parameters():
         param.requires_grad_(False)
-    return LoadedModel(model, card.get("name", model_dir.name), card, ckpt, sha256_file(ckpt))
+    return LoadedModel(model, card.get("name", model_dir.name), card, ckpt, digest)
 
 
 def _read_state_dict(ckpt: Path, card: dict[str, Any], cfg: Any) -> dict[str, torch.Tensor]:
