@@ -180,6 +180,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     return _write_or_print(scaffold(load(args.model, Path.cwd()), args.model), args.out, "scaffold")
 
 
+MAX_ROWS_HELP = (
+    "most sequences in one stacked forward pass (default 4096): the variants of a pass share it, so peak memory "
+    "stays bounded however many variants a file has; lower it on a small machine"
+)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitcheck", description="Test circuit hypotheses written as YAML files.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
@@ -189,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("files", nargs="+")
     run.add_argument("--report-dir", default="reports", help="where <name>.md and <name>.json go (default: reports)")
     run.add_argument("--model", default=None, help="run against this model instead of the file's")
-    run.add_argument("--max-rows", type=int, default=4096, help="largest stacked batch per forward pass")
+    run.add_argument("--max-rows", "--max-batch", type=_positive, default=4096, help=MAX_ROWS_HELP)
     run.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
     run.add_argument("--junit", default=None, metavar="PATH", help="also write a JUnit XML report of every file run")
     run.add_argument("--baseline", default=None, metavar="JSON", help="fail claims that regressed against this baseline")
@@ -199,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--out", required=True, metavar="JSON", help="the baseline file to write or update")
     base.add_argument("--report-dir", default="reports")
     base.add_argument("--model", default=None)
-    base.add_argument("--max-rows", type=int, default=4096)
+    base.add_argument("--max-rows", "--max-batch", type=_positive, default=4096, help=MAX_ROWS_HELP)
     base.add_argument("--quiet", action="store_true")
     base.set_defaults(func=cmd_baseline, junit=None, baseline=None)
     run.set_defaults(func=cmd_run)
@@ -220,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--model", action="append", default=[], metavar="NAME",
                          help="a variant (zoo name or model directory); give two or more, or list 'variants:' in the file")
     compare.add_argument("--report-dir", default="reports", help="where <name>-compare.{md,json,html} go (default: reports)")
-    compare.add_argument("--max-rows", type=int, default=4096)
+    compare.add_argument("--max-rows", "--max-batch", type=_positive, default=4096, help=MAX_ROWS_HELP)
     compare.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
     compare.add_argument("--fail-on-difference", action="store_true",
                          help="exit 1 when a paired difference excludes zero (a CI check that variants agree)")

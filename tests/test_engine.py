@@ -234,3 +234,17 @@ def test_grouped_edits_of_one_variant_compose(tiny_model, resumable):
     one = Variant(edits=tuple(heads))
     (got,) = run_variants(tiny_model, [one, Variant(edits=heads[:1])], data, repl)[:1]
     torch.testing.assert_close(got, run_naive(tiny_model, one, data, repl), atol=1e-5, rtol=0)
+
+
+def test_no_pass_exceeds_max_rows(tiny_model, resumable):
+    data, repl, sites = resumable
+    variants = random_variants(sites, seed=9, n=7)
+    sizes = []
+    handle = tiny_model.blocks[1].register_forward_hook(lambda mod, args, out: sizes.append(args[0].shape[0]))
+    try:
+        got = run_variants(tiny_model, variants, data, repl, max_rows=3)
+    finally:
+        handle.remove()
+    assert sizes and max(sizes) <= 3
+    for variant, logits in zip(variants, got, strict=True):
+        torch.testing.assert_close(logits, run_naive(tiny_model, variant, data, repl), atol=1e-5, rtol=0)

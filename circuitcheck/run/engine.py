@@ -208,8 +208,10 @@ def run_variants(
         by_start[start_layer(model, v, repl.cache) if resume else FULL].append(k)
     outputs: list[torch.Tensor | None] = [None] * len(variants)
     for layer, members in sorted(by_start.items()):
-        for k, logits in zip(members, _run_pass(model, [variants[k] for k in members], data, repl, max_rows, layer), strict=True):
-            outputs[k] = logits
+        for first in range(0, len(members), max_rows):  # more variants than rows: several passes
+            part = members[first : first + max_rows]
+            for k, logits in zip(part, _run_pass(model, [variants[k] for k in part], data, repl, max_rows, layer), strict=True):
+                outputs[k] = logits
     return [o for o in outputs if o is not None]
 
 
