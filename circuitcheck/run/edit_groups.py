@@ -15,11 +15,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from circuitcheck.plan.components import HookSite
 from circuitcheck.plan.interventions import HookEdit
-
-HEADED_HOOKS = ("hook_z", "hook_q", "hook_k", "hook_v", "hook_pattern", "hook_attn_scores")
-"""Hooks whose activations carry a head dimension (third for [b, s, h, d], second for patterns)."""
 
 
 def heads_first(hook: str) -> bool:
@@ -30,55 +26,63 @@ def heads_first(hook: str) -> bool:
 @dataclass(frozen=True)
 class EditGroup:
     template: HookEdit
-    """A member edit: the group's values are computed from it (they do not depend on positions or head)."""
+    """A member edit: the group's values are computed from it (they do not depend on positions)."""
     variants: torch.Tensor
     """``[m]`` the variant index of each member edit."""
     positions: torch.Tensor
     """``[m]`` index of each member's position mask in the pass's mask stack."""
-    heads: torch.Tensor
-    """``[m]`` each member's head, -1 for all heads."""
 
     @property
     def per_variant(self) -> bool:
         """Linear edits read this run's own activation, so their values differ per variant."""
         return self.template.source == "linear"
 
+    @property
+    def head(self) -> int | None:
+        return self.template.site.head
+
 
 def group_key(edit: HookEdit) -> HookEdit:
-    return replace(edit, positions="", site=HookSite(edit.site.hook))
+    """Edits that write the same values into the same head, wherever they apply."""
+    return replace(edit, positions="")
 
 
 def build_groups(hook_edits: list[tuple[int, HookEdit]], mask_names: list[str]) -> list[EditGroup]:
     """Group one hook's (variant index, edit) pairs by the values they write, in first-seen order."""
     members: dict[HookEdit, list[tuple[int, HookEdit]]] = {}
     for k, edit in hook_edits:
-        key = group_key(edit)
-        if edit.source == "path":  # precomputed per receiver edit: keep each its own values
-            key = replace(edit, positions="")
-        members.setdefault(key, []).append((k, edit))
-    groups = []
-    for pairs in members.values():
-        groups.append(
-            EditGroup(
-                template=pairs[0][1],
-                variants=torch.tensor([k for k, _ in pairs]),
-                positions=torch.tensor([mask_names.index(e.positions) for _, e in pairs]),
-                heads=torch.tensor([-1 if e.site.head is None else e.site.head for _, e in pairs]),
-            )
+        members.setdefault(group_key(edit), []).append((k, edit))
+    return [
+        EditGroup(
+            template=pairs[0][1],
+            variants=torch.tensor([k for k, _ in pairs]),
+            positions=torch.tensor([mask_names.index(e.positions) for _, e in pairs]),
         )
-    return groups
+        for pairs in members.values()
+    ]
 
 
-def member_masks(group: EditGroup, stack: torch.Tensor, rows: torch.Tensor, act: torch.Tensor, n_blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(unique variant indices ``[g]``, their merged masks shaped to broadcast over one block of ``act``)."""
-    hook = group.template.site.hook
+def head_view(blocks: torch.Tensor, hook: str, head: int | None) -> torch.Tensor:
+    """The part of ``blocks [K, c, ...]`` an edit of ``head`` touches (a view: writes go through)."""
+    if head is None:
+        return blocks
+    return blocks[:, :, head] if heads_first(hook) else blocks[:, :, :, head]
+
+
+def head_values(values: torch.Tensor, hook: str, head: int | None) -> torch.Tensor:
+    """The same selection on values shaped like one block ``[c, ...]``."""
+    if head is None:
+        return values
+    return values[:, head] if heads_first(hook) else values[:, :, head]
+
+
+def member_masks(group: EditGroup, stack: torch.Tensor, rows: torch.Tensor, view_dims: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(unique variant indices ``[g]``, their merged position masks shaped to broadcast over
+    ``[g, c, ...]`` with ``view_dims`` dimensions), or None for the mask when it selects everything."""
     pos = stack[:, rows][group.positions]  # [m, c, s]
-    if hook.endswith(HEADED_HOOKS):
-        n_heads = act.shape[1] if heads_first(hook) else act.shape[2]
-        head_mask = (group.heads[:, None] == torch.arange(n_heads)[None, :]) | (group.heads[:, None] < 0)
-        pos = pos[:, :, None, :] & head_mask[:, None, :, None] if heads_first(hook) else pos[..., None] & head_mask[:, None, None, :]
     variants, inverse = torch.unique(group.variants, return_inverse=True)
     if len(variants) < len(group.variants):
-        merged = torch.zeros((len(variants),) + pos.shape[1:], dtype=torch.int32).index_add_(0, inverse, pos.int())
-        pos = merged > 0
-    return variants, pos.reshape(pos.shape + (1,) * (act.dim() + 1 - pos.dim()))
+        pos = torch.zeros((len(variants),) + pos.shape[1:], dtype=torch.int32).index_add_(0, inverse, pos.int()) > 0
+    if bool(pos.all()):
+        return variants, None
+    return variants, pos.reshape(pos.shape + (1,) * (view_dims - pos.dim()))

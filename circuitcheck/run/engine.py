@@ -20,7 +20,7 @@ import torch
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.components import HookSite
 from circuitcheck.plan.interventions import CLEAN, PATTERN_RULES, HookEdit, Variant
-from circuitcheck.run.edit_groups import EditGroup, build_groups, heads_first, member_masks
+from circuitcheck.run.edit_groups import EditGroup, build_groups, head_values, head_view, heads_first, member_masks
 from circuitcheck.run.linearize import fit_jacobian, mlp_function
 from circuitcheck.run.paths import path_values
 
@@ -294,22 +294,25 @@ def _grouped_editor(
     c = len(rows)
 
     def edit_all(act: torch.Tensor) -> torch.Tensor:
-        blocks = act.reshape((n_blocks, c) + act.shape[1:]).clone()
+        # Edited in place: the activation is this pass's own tensor, and only the edited
+        # variants' rows of the edited head are rewritten.
+        blocks = act.view((n_blocks, c) + act.shape[1:]) if act.is_contiguous() else act.reshape((n_blocks, c) + act.shape[1:])
         for group in groups:
-            variants, masks = member_masks(group, stack, rows, act, n_blocks)
+            hook, head = group.template.site.hook, group.head
+            view = head_view(blocks, hook, head)
+            variants, masks = member_masks(group, stack, rows, view.dim())
             if group.per_variant:
                 read = stash[group.template.reads].reshape((n_blocks, c) + stash[group.template.reads].shape[1:])  # type: ignore[index]
-                values = torch.stack([edit_values(repl, group.template, rows, blocks[k], read[k]) for k in variants.tolist()])
+                values = torch.stack([head_values(edit_values(repl, group.template, rows, blocks[k], read[k]), hook, head) for k in variants.tolist()])
             else:
-                values = edit_values(repl, group.template, rows, blocks[0]).unsqueeze(0)
-            edited = torch.where(masks, values, blocks[variants])
-            if not torch.isfinite(edited).all():
-                where = (~torch.isfinite(edited)).reshape(len(variants), c, -1).any(-1).nonzero()[0]
+                values = head_values(edit_values(repl, group.template, rows, blocks[0]), hook, head).unsqueeze(0)
+            if not torch.isfinite(values).all():  # what the edit writes; the rest was there before
+                where = (~torch.isfinite(values)).reshape(len(values), c, -1).any(-1).nonzero()[0]
                 raise SelfCheckError(
-                    f"non-finite values after the edit '{group.template}' at hook {group.template.site.hook!r}, "
+                    f"non-finite values after the edit '{group.template}' at hook {hook!r}, "
                     f"sequence {int(rows[where[1]])} (variant {int(variants[where[0]])} of the pass)"
                 )
-            blocks[variants] = edited
+            view[variants] = values.expand((len(variants),) + values.shape[1:]) if masks is None else torch.where(masks, values, view[variants])
         return blocks.reshape(act.shape)
 
     return edit_all
