@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -110,10 +110,14 @@ class Replacements:
             self.linear_map(edit)
         if edit.source == "path" and edit not in self._paths:
             assert edit.path is not None, "path edits carry a PathSpec"
-            sender = edit.path
-            everyone = torch.arange(len(self.cache[sender.sender.hook]))
-            alternative = self.values(HookEdit(HookSite(sender.sender.hook), sender.sender_at, sender.source, sender.seed), everyone)
-            self._paths[edit] = path_values(self.model, edit, self.cache, alternative, self.masks[sender.sender_at])
+            # The receiver's input is the same for every head of its layer and every position choice.
+            shared = replace(edit, site=HookSite(edit.site.hook), positions="")
+            if shared not in self._paths:
+                sender = edit.path
+                everyone = torch.arange(len(self.cache[sender.sender.hook]))
+                alternative = self.values(HookEdit(HookSite(sender.sender.hook), sender.sender_at, sender.source, sender.seed), everyone)
+                self._paths[shared] = path_values(self.model, edit, self.cache, alternative, self.masks[sender.sender_at])
+            self._paths[edit] = self._paths[shared]
 
     def linear_map(self, edit: HookEdit) -> tuple[torch.Tensor, torch.Tensor]:
         """The fitted (J, b) of a ``linear`` edit; fitted once, outside any hook context."""
