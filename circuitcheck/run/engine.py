@@ -19,10 +19,10 @@ import torch
 
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.components import HookSite
-from circuitcheck.plan.interventions import CLEAN, PATTERN_RULES, HookEdit, Variant
+from circuitcheck.plan.interventions import CLEAN, PATTERN_RULES, HookEdit, PathSpec, Variant
 from circuitcheck.run.edit_groups import EditGroup, build_groups, head_values, head_view, heads_first, member_masks
 from circuitcheck.run.linearize import fit_jacobian, mlp_function
-from circuitcheck.run.paths import path_values
+from circuitcheck.run.paths import path_values, sender_delta
 
 DEFAULT_MAX_ROWS = 4096
 
@@ -102,6 +102,7 @@ class Replacements:
         self._perms: dict[int, torch.Tensor] = {}
         self._linear: dict[HookEdit, tuple[torch.Tensor, torch.Tensor]] = {}
         self._paths: dict[HookEdit, torch.Tensor] = {}
+        self._deltas: dict[PathSpec, torch.Tensor] = {}
 
     def prepare(self, edit: HookEdit) -> None:
         """Fit or precompute what an edit needs, outside any hook context (a module run
@@ -113,11 +114,17 @@ class Replacements:
             # The receiver's input is the same for every head of its layer and every position choice.
             shared = replace(edit, site=HookSite(edit.site.hook), positions="")
             if shared not in self._paths:
-                sender = edit.path
-                everyone = torch.arange(len(self.cache[sender.sender.hook]))
-                alternative = self.values(HookEdit(HookSite(sender.sender.hook), sender.sender_at, sender.source, sender.seed), everyone)
-                self._paths[shared] = path_values(self.model, edit, self.cache, alternative, self.masks[sender.sender_at])
+                self._paths[shared] = path_values(self.model, edit, self.cache, self.sender_delta(edit.path))
             self._paths[edit] = self._paths[shared]
+
+    def sender_delta(self, path: PathSpec) -> torch.Tensor:
+        """The sender's change to the residual stream, computed once per sender and ablation."""
+        key = replace(path, resid="")
+        if key not in self._deltas:
+            everyone = torch.arange(len(self.cache[path.sender.hook]))
+            alternative = self.values(HookEdit(HookSite(path.sender.hook), path.sender_at, path.source, path.seed), everyone)
+            self._deltas[key] = sender_delta(self.model, path, self.cache, alternative, self.masks[path.sender_at])
+        return self._deltas[key]
 
     def linear_map(self, edit: HookEdit) -> tuple[torch.Tensor, torch.Tensor]:
         """The fitted (J, b) of a ``linear`` edit; fitted once, outside any hook context."""

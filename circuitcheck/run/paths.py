@@ -50,8 +50,7 @@ def receiver_function(model: Any, edit: HookEdit) -> Callable[[torch.Tensor], to
     raise ValueError(f"no path-patching receiver at hook {hook!r}")
 
 
-def path_values(model: Any, edit: HookEdit, cache: dict[str, torch.Tensor], alternative: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
-    """The receiver's activation, for every sequence, with only the sender's change reaching it."""
+def path_values(model: Any, edit: HookEdit, cache: dict[str, torch.Tensor], delta: torch.Tensor) -> torch.Tensor:
+    """The receiver's activation, for every sequence, when only the sender's change ``delta`` reaches it."""
     assert edit.path is not None, "path edits carry a PathSpec"
-    resid = cache[edit.path.resid] + sender_delta(model, edit.path, cache, alternative, at)
-    return receiver_function(model, edit)(resid).detach()
+    return receiver_function(model, edit)(cache[edit.path.resid] + delta).detach()
