@@ -140,11 +140,11 @@ class Replacements:
             return self._paths[edit][rows]
         clean = self.cache[edit.site.hook]
         if edit.source == "zero":
-            return torch.zeros_like(clean[rows])
+            return clean.new_zeros((len(rows),) + clean.shape[1:])
         if edit.source == "mean":
             if edit.site.hook not in self._means:
                 self._means[edit.site.hook] = clean.mean(0, keepdim=True)
-            return self._means[edit.site.hook].expand_as(clean[rows])
+            return self._means[edit.site.hook].expand((len(rows),) + clean.shape[1:])
         if edit.source == "resample":
             assert edit.seed is not None, "resample edits carry a seed"
             if edit.seed not in self._perms:
