@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from circuitcheck.data.batch import ROLE_NAMES
-
 
 class Strict(BaseModel):
     """Frozen, and unknown keys are errors: a typo never becomes a silent default."""
@@ -78,7 +76,6 @@ class PositionSelection(Strict):
         return self
 
 
-ROLES = ROLE_NAMES[1:]
 
 ClaimId = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$", description="Unique id, e.g. T1")
 
