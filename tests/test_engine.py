@@ -210,13 +210,13 @@ def test_resumed_passes_equal_the_naive_loop(tiny_model, resumable, max_rows):
 
 
 def test_layer1_edits_skip_layer0(tiny_model, resumable):
-    from circuitcheck.run.engine import FULL, start_layer
+    from circuitcheck.run.resume import FULL, StartPoint, start_point
 
     data, repl, _ = resumable
-    variant = Variant(edits=(HookEdit(HookSite("blocks.1.attn.hook_z", 0), "late", "mean"),))
-    assert start_layer(tiny_model, variant, repl.cache) == 1
-    assert start_layer(tiny_model, Variant(input="corrupted", edits=variant.edits), repl.cache) == FULL
-    assert start_layer(tiny_model, Variant(), repl.cache) == FULL, "an un-edited variant is the stacking self-check"
+    variant = Variant(edits=(HookEdit(HookSite("blocks.1.hook_resid_pre"), "late", "mean"),))
+    assert start_point(tiny_model, variant, repl.cache) == StartPoint(1)
+    assert start_point(tiny_model, Variant(input="corrupted", edits=variant.edits), repl.cache) == StartPoint(FULL)
+    assert start_point(tiny_model, Variant(), repl.cache) == StartPoint(FULL), "an un-edited variant is the stacking self-check"
     calls = []
     handle = tiny_model.blocks[0].register_forward_hook(lambda *a: calls.append(1))
     try:

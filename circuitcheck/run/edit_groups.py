@@ -12,6 +12,7 @@ of one variant in different groups compose as they would one after the other.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import torch
 
@@ -42,6 +43,7 @@ class EditGroup:
         return self.template.site.head
 
 
+@lru_cache(maxsize=65536)
 def group_key(edit: HookEdit) -> HookEdit:
     """Edits that write the same values into the same head, wherever they apply."""
     return replace(edit, positions="")
@@ -62,6 +64,16 @@ def build_groups(hook_edits: list[tuple[int, HookEdit]], mask_names: list[str]) 
     ]
 
 
+def expand_to_blocks(group: EditGroup, block_variant: torch.Tensor) -> EditGroup:
+    """The group over a pass's blocks instead of its variants: each member edit applies to every
+    block of its variant (``block_variant[b]``: the variant of block ``b``, ascending)."""
+    start = torch.searchsorted(block_variant, group.variants)
+    counts = torch.searchsorted(block_variant, group.variants, right=True) - start
+    member = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    offset = torch.arange(len(member)) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    return EditGroup(group.template, variants=start[member] + offset, positions=group.positions[member])
+
+
 def head_view(blocks: torch.Tensor, hook: str, head: int | None) -> torch.Tensor:
     """The part of ``blocks [K, c, ...]`` an edit of ``head`` touches (a view: writes go through)."""
     if head is None:
@@ -76,10 +88,21 @@ def head_values(values: torch.Tensor, hook: str, head: int | None) -> torch.Tens
     return values[:, head] if heads_first(hook) else values[:, :, head]
 
 
-def member_masks(group: EditGroup, stack: torch.Tensor, rows: torch.Tensor, view_dims: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def per_position_values(values: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Values ``[c, s, ...]`` for blocks that each hold one position: ``[len(cols), c, 1, ...]``."""
+    return values[:, cols].transpose(0, 1).unsqueeze(2)
+
+
+def member_masks(
+    group: EditGroup, stack: torch.Tensor, rows: torch.Tensor, view_dims: int, cols: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(unique variant indices ``[g]``, their merged position masks shaped to broadcast over
-    ``[g, c, ...]`` with ``view_dims`` dimensions), or None for the mask when it selects everything."""
+    ``[g, c, ...]`` with ``view_dims`` dimensions), or None for the mask when it selects everything.
+    With ``cols``, block ``k`` holds only position ``cols[k]`` (a pass inside the last block)."""
     pos = stack[:, rows][group.positions]  # [m, c, s]
+    if cols is not None:
+        at = cols[group.variants].reshape(-1, 1, 1).expand(-1, pos.shape[1], 1)
+        pos = pos.gather(2, at)  # [m, c, 1]
     variants, inverse = torch.unique(group.variants, return_inverse=True)
     if len(variants) < len(group.variants):
         pos = torch.zeros((len(variants),) + pos.shape[1:], dtype=torch.int32).index_add_(0, inverse, pos.int()) > 0

@@ -19,9 +19,9 @@ from circuitcheck.run.engine import (
     Replacements,
     clean_run,
     counted_hooks,
-    resume_hooks,
     run_variants,
 )
+from circuitcheck.run.resume import resume_hooks
 
 IDENTITY_ATOL = 1e-5
 

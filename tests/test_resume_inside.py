@@ -1,0 +1,131 @@
+"""Passes that start inside the last block, at its cached ``hook_z``.
+
+The tiny model has 2 layers, so edits after layer 1's attention start inside block 1;
+every result is checked against the naive loop (one full forward pass per variant).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuitcheck.errors import SelfCheckError
+from circuitcheck.plan.components import HookSite
+from circuitcheck.plan.interventions import CLEAN, HookEdit, Variant
+from circuitcheck.run.engine import EngineInputs, Replacements, check_inside_start, clean_run, run_naive, run_variants
+from circuitcheck.run.resume import FULL, StartPoint, resume_hooks, start_point, z_hook
+from tests.conftest import TINY_CONFIG
+
+N_SEQS, SEQ = 7, TINY_CONFIG["n_ctx"]
+Z1 = "blocks.1.attn.hook_z"
+
+
+@pytest.fixture(scope="module")
+def data() -> EngineInputs:
+    gen = torch.Generator().manual_seed(11)
+    tokens = torch.randint(0, TINY_CONFIG["d_vocab"], (N_SEQS, SEQ), generator=gen)
+    masks = {"all": torch.ones(N_SEQS, SEQ, dtype=torch.bool), "none": torch.zeros(N_SEQS, SEQ, dtype=torch.bool)}
+    for j in range(SEQ):
+        masks[f"p{j}"] = torch.zeros(N_SEQS, SEQ, dtype=torch.bool)
+        masks[f"p{j}"][:, j] = True
+    # A role-like selection: a different position in every sequence.
+    masks["role"] = torch.nn.functional.one_hot(torch.randint(0, SEQ, (N_SEQS,), generator=gen), SEQ).bool()
+    return EngineInputs({CLEAN: tokens}, masks)
+
+
+@pytest.fixture(scope="module")
+def cache(tiny_model, data) -> dict[str, torch.Tensor]:
+    hooks = {"blocks.0.attn.hook_z", Z1, "blocks.1.hook_mlp_out", "blocks.1.hook_resid_mid"} | resume_hooks(tiny_model)
+    return clean_run(tiny_model, data.inputs[CLEAN], hooks, max_rows=100)[1]
+
+
+def edit(hook: str, positions: str, source: str = "resample", head: int | None = None) -> HookEdit:
+    return HookEdit(HookSite(hook, head), positions, source, seed=5 if source == "resample" else None)  # type: ignore[arg-type]
+
+
+def assert_naive(model, variants, data, repl, **kwargs) -> list[torch.Tensor]:
+    got = run_variants(model, variants, data, repl, **kwargs)
+    for variant, logits in zip(variants, got, strict=True):
+        torch.testing.assert_close(logits, run_naive(model, variant, data, repl), atol=1e-5, rtol=0, msg=lambda m, v=variant: f"{v.describe()}: {m}")
+    return got
+
+
+def test_start_points(tiny_model, cache):
+    last = StartPoint(1, inside=True)
+    assert start_point(tiny_model, Variant(edits=(edit(Z1, "all", head=0),)), cache) == last
+    assert start_point(tiny_model, Variant(edits=(edit("blocks.1.hook_mlp_out", "p3"), edit("blocks.1.hook_resid_mid", "all"))), cache) == last
+    assert start_point(tiny_model, Variant(edits=(edit("blocks.1.attn.hook_pattern", "all", "previous"),)), cache) == StartPoint(1)
+    assert start_point(tiny_model, Variant(edits=(edit(Z1, "all", head=0), edit("blocks.1.hook_resid_pre", "all"))), cache) == StartPoint(1)
+    assert start_point(tiny_model, Variant(edits=(edit(Z1, "all", head=0), edit("blocks.0.attn.hook_z", "all", head=1))), cache) == StartPoint(FULL)
+    without_z = {k: v for k, v in cache.items() if k != z_hook(1)}
+    assert start_point(tiny_model, Variant(edits=(edit(Z1, "all", head=0),)), without_z) == StartPoint(1)
+
+
+def test_sweep_of_single_positions_equals_the_naive_loop(tiny_model, data, cache):
+    variants = [Variant(edits=(edit(Z1, f"p{j}", head=h),)) for h in range(TINY_CONFIG["n_heads"]) for j in range(SEQ)]
+    for max_rows in (4096, 5):
+        assert_naive(tiny_model, variants, data, Replacements(cache), max_rows=max_rows)
+
+
+def test_mixed_start_points_in_one_call_equal_the_naive_loop(tiny_model, data, cache):
+    variants = [
+        Variant(edits=(edit(Z1, "role", head=1),)),  # per-sequence positions
+        Variant(edits=(edit(Z1, "p2", "mean", head=0), edit("blocks.1.hook_mlp_out", "p9", "zero"))),  # two positions
+        Variant(edits=(edit(Z1, "all", "mean", head=2),)),  # every position: whole sequences
+        Variant(edits=(edit("blocks.1.hook_resid_mid", "p4", "zero"),)),
+        Variant(edits=(edit("blocks.0.attn.hook_z", "p1", head=0),)),  # from the tokens
+        Variant(edits=(edit(Z1, "p0", head=0),), input=CLEAN),
+    ]
+    assert_naive(tiny_model, variants, data, Replacements(cache), max_rows=3)
+    # From the tokens too: an edit at hook_resid_mid (ln2's input, also the residual stream)
+    # reaches the MLP only, whichever way the pass runs.
+    assert_naive(tiny_model, variants, data, Replacements(cache), resume=False)
+
+
+def test_only_edited_positions_are_computed_and_the_rest_are_clean(tiny_model, data, cache):
+    repl = Replacements(cache)
+    check_inside_start(tiny_model, repl)  # the once-per-run self-check runs whole sequences
+    variant = Variant(edits=(edit(Z1, "p5", head=0),))
+    shapes: list[torch.Size] = []
+    patterns: list[int] = []
+    native = tiny_model.blocks[1].original_component
+    handles = [
+        native.ln2.register_forward_hook(lambda mod, args, out: shapes.append(args[0].shape)),
+        tiny_model.blocks[1].attn.hook_pattern.register_forward_hook(lambda *a: patterns.append(1)),
+    ]
+    try:
+        (got,) = run_variants(tiny_model, [variant], data, repl)
+    finally:
+        for h in handles:
+            h.remove()
+    torch.testing.assert_close(got, run_naive(tiny_model, variant, data, repl), atol=1e-5, rtol=0)
+    assert patterns == [], "the last block's attention does not run"
+    assert shapes == [torch.Size([N_SEQS, 1, TINY_CONFIG["d_model"]])], "one position per sequence"
+    clean = repl.clean_logits(tiny_model)
+    others = [j for j in range(SEQ) if j != 5]
+    assert torch.equal(got[:, others], clean[:, others])
+    assert not torch.allclose(got[:, 5], clean[:, 5], atol=1e-3), "the edit changes the edited position"
+
+
+def test_an_edit_that_selects_no_position_returns_the_clean_logits(tiny_model, data, cache):
+    repl = Replacements(cache)
+    (got,) = run_variants(tiny_model, [Variant(edits=(edit(Z1, "none", head=0),))], data, repl)
+    assert torch.equal(got, repl.clean_logits(tiny_model))
+
+
+def test_the_inside_start_is_checked_against_the_clean_run(tiny_model, data, cache):
+    wrong = dict(cache)
+    wrong[z_hook(1)] = cache[z_hook(1)] + 0.5  # a cache that no longer matches the clean logits
+    with pytest.raises(SelfCheckError, match=r"starting inside block 1 .* does not reproduce the clean logits"):
+        run_variants(tiny_model, [Variant(edits=(edit(Z1, "p1", head=0),))], data, Replacements(wrong))
+    (resumed_off,) = run_variants(tiny_model, [Variant(edits=(edit(Z1, "p1", head=0),))], data, Replacements(wrong), resume=False)
+    assert resumed_off.shape == (N_SEQS, SEQ, TINY_CONFIG["d_vocab"])
+
+
+def test_linear_edits_inside_equal_the_naive_loop(tiny_model, data, cache):
+    repl = Replacements(cache, tiny_model, data.masks)
+    lin = HookEdit(HookSite("blocks.1.hook_mlp_out"), "p3", "linear", reads="blocks.1.hook_resid_mid", fit="all")
+    variants = [Variant(edits=(lin,)), Variant(edits=(lin, edit(Z1, "p3", "zero", head=1))), Variant(edits=(HookEdit(lin.site, "all", "linear", reads=lin.reads, fit="all"),))]
+    assert start_point(tiny_model, variants[0], repl.cache) == StartPoint(1, inside=True)
+    assert_naive(tiny_model, variants, data, repl, max_rows=4)
+
