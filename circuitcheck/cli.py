@@ -84,7 +84,7 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[d
     with tracker.step(f"loading and compiling {path}"):
         plan = compile_file(path, args.model)
     with tracker.step(f"running {len(plan.claims)} claims of {path}"):
-        result = run_file(plan, max_rows=args.max_rows)
+        result = run_file(plan, max_rows=args.max_rows, resume=args.resume)
     doc = build_document(result, argv)
     if args.baseline:
         from circuitcheck.verdict.baseline import apply_baseline
@@ -142,7 +142,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     n_models = len(args.model) or 2
     with Tracker(2 * n_models, progress_wanted(args.quiet)) as tracker:
-        found = compare_file(Path(args.file), args.model, args.max_rows, _argv(args, args.file), tracker)
+        found = compare_file(Path(args.file), args.model, args.max_rows, _argv(args, args.file), tracker, resume=args.resume)
     doc = comparison_document(found)
     figures = {v.model: attention_figures(v.result) for v in found.variants if v.result is not None}
     with _writing("reports"):
@@ -193,6 +193,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-rows", "--max-batch", type=_positive, default=4096, help=MAX_ROWS_HELP)
+    parser.add_argument("--no-resume", dest="resume", action="store_false",
+                        help="run every intervention pass from the tokens instead of resuming from cached clean activations "
+                             "(slower; for checking the engine, or for a model whose blocks the resumed path does not mirror)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitcheck", description="Test circuit hypotheses written as YAML files.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
@@ -202,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("files", nargs="+")
     run.add_argument("--report-dir", default="reports", help="where <name>.md and <name>.json go (default: reports)")
     run.add_argument("--model", default=None, help="run against this model instead of the file's")
-    run.add_argument("--max-rows", "--max-batch", type=_positive, default=4096, help=MAX_ROWS_HELP)
+    _engine_options(run)
     run.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
     run.add_argument("--junit", default=None, metavar="PATH", help="also write a JUnit XML report of every file run")
     run.add_argument("--baseline", default=None, metavar="JSON", help="fail claims that regressed against this baseline")
@@ -212,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--out", required=True, metavar="JSON", help="the baseline file to write or update")
     base.add_argument("--report-dir", default="reports")
     base.add_argument("--model", default=None)
-    base.add_argument("--max-rows", "--max-batch", type=_positive, default=4096, help=MAX_ROWS_HELP)
+    _engine_options(base)
     base.add_argument("--quiet", action="store_true")
     base.set_defaults(func=cmd_baseline, junit=None, baseline=None)
     run.set_defaults(func=cmd_run)
@@ -233,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--model", action="append", default=[], metavar="NAME",
                          help="a variant (zoo name or model directory); give two or more, or list 'variants:' in the file")
     compare.add_argument("--report-dir", default="reports", help="where <name>-compare.{md,json,html} go (default: reports)")
-    compare.add_argument("--max-rows", "--max-batch", type=_positive, default=4096, help=MAX_ROWS_HELP)
+    _engine_options(compare)
     compare.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
     compare.add_argument("--fail-on-difference", action="store_true",
                          help="exit 1 when a paired difference excludes zero (a CI check that variants agree)")

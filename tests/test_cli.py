@@ -128,6 +128,18 @@ def test_reports_are_deterministic_apart_from_time(tmp_path):
     assert docs[0] == docs[1]
 
 
+def test_no_resume_gives_the_same_verdicts_and_estimates(tmp_path):
+    found = {}
+    for sub, flags in (("resumed", []), ("from_tokens", ["--no-resume"])):
+        assert main(["run", str(HYPOTHESES / "trigram.yaml"), "--report-dir", str(tmp_path / sub), "--quiet", *flags]) == 0
+        doc = json.loads((tmp_path / sub / "trigram.json").read_text())
+        found[sub] = doc["claims"]
+    for resumed, from_tokens in zip(found["resumed"], found["from_tokens"], strict=True):
+        assert (resumed["id"], resumed["verdict"]) == (from_tokens["id"], from_tokens["verdict"])
+        for key in ("estimate", "ci_low", "ci_high"):
+            assert resumed[key] == pytest.approx(from_tokens[key], abs=1e-6), (resumed["id"], key)
+
+
 def test_report_dir_default_is_reports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(HYPOTHESES / "trigram.yaml"), "--quiet"]) == 0

@@ -58,7 +58,7 @@ def variant_models(spec: Any, models: Sequence[str]) -> list[str]:
 
 def compare_file(
     path: Path, models: Sequence[str] = (), max_rows: int = DEFAULT_MAX_ROWS, argv: list[str] | None = None,
-    tracker: Tracker | None = None,
+    tracker: Tracker | None = None, resume: bool = True,
 ) -> Comparison:
     spec, _ = load_hypothesis(path)
     chosen = variant_models(spec, models)
@@ -76,6 +76,6 @@ def compare_file(
                 steps.advance()  # its run step
                 continue
         with steps.step(f"{model}: running {len(plan.claims)} claims"):
-            result = run_file(plan, max_rows=max_rows)
+            result = run_file(plan, max_rows=max_rows, resume=resume)
         runs.append(VariantRun(model, result, build_document(result, argv), dict(plan.not_applicable)))
     return Comparison(path, spec, tuple(runs))

@@ -88,7 +88,7 @@ def first_nonfinite_hook(model: Any, tokens: torch.Tensor) -> str | None:
     return seen[0] if seen else None
 
 
-def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
+def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS, resume: bool = True) -> FileResult:
     start = time.perf_counter()
     model = plan.loaded.model
     unique: dict[Variant, int] = {}
@@ -112,7 +112,7 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS) -> FileResult:
         _check_finite(CLEAN, clean_logits, model, plan.batch.tokens)
         data = EngineInputs(plan.inputs, plan.masks)
         t1 = time.perf_counter()
-        outs = run_variants(model, runs, data, Replacements(cache, model, plan.masks), max_rows)
+        outs = run_variants(model, runs, data, Replacements(cache, model, plan.masks), max_rows, resume=resume)
         t2 = time.perf_counter()
     by_variant = dict(zip(runs, outs, strict=True))
     for variant, logits in by_variant.items():
