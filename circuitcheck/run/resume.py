@@ -1,12 +1,12 @@
 """Where a stacked pass starts, and how it runs from there on cached clean activations.
 
 An edit at layer k cannot change layers below k, so a pass whose edits all sit at
-layer >= k starts from the clean run's residual stream entering block k. An edit
-after block k's attention has mixed positions (at ``hook_z`` or later in the block)
-does not need block k's attention either: the pass starts *inside* the block from
-the cached ``hook_z``. In the last block everything after ``hook_z`` is computed
-position by position, so such a pass only computes the positions its edits touch;
-every other position keeps the clean logits exactly.
+layer >= k starts from the clean run's residual stream entering block k. In the last
+block, an edit after attention has mixed positions (at ``hook_z`` or later) does not
+need that block's attention either: the pass starts *inside* the block from the
+cached ``hook_z``. From there every position is computed on its own, so such a pass
+can compute only the positions its edits touch; every other position keeps the clean
+logits exactly.
 """
 
 from __future__ import annotations
