@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-rows", type=int, default=None, help="rows per stacked pass (default: the engine's)")
     p.add_argument("--no-resume", action="store_true", help="run_variants(resume=False): every pass starts from the tokens")
     p.add_argument("--models", nargs="+", default=None, help="a subset of the models")
-    p.add_argument("--workloads", nargs="+", default=None, help="a subset of: sweep complements path baselines")
+    p.add_argument("--workloads", nargs="+", default=None, help="a subset of: sweep patching complements path baselines")
     p.add_argument("--omp-wait-policy", choices=["passive", "inherit"], default="passive",
                    help="passive (default): set OMP_WAIT_POLICY=PASSIVE unless already set; inherit: leave the environment alone")
     p.add_argument("--no-suite", action="store_true", help="skip the cold `circuitcheck run hypotheses/*.yaml` timing")
@@ -109,7 +109,7 @@ def table(rows: list[Any]) -> str:
 def summary(rows: list[Any], args: argparse.Namespace, suite: tuple[float, int] | None, wall: float) -> dict[str, Any]:
     import torch
 
-    sweeps_1l = [r.naive_over_engine for r in rows if r.workload == "sweep" and r.n_layers == 1]
+    sweeps_1l = [r.naive_over_engine for r in rows if r.workload in ("sweep", "patching") and r.n_layers == 1]
     return {
         "engine_over_floor": round(statistics.median(r.engine_over_floor for r in rows), 3),
         "naive_over_engine": round(statistics.median(r.naive_over_engine for r in rows), 3),

@@ -27,7 +27,7 @@ NATIVE = {
 
 ZOO = ("trigram", "caesar-easy")
 
-WORKLOADS = ("sweep", "complements", "path", "baselines")
+WORKLOADS = ("sweep", "patching", "complements", "path", "baselines")
 
 
 @dataclass(frozen=True)
@@ -64,16 +64,21 @@ def load_model(name: str) -> Any:
     return model
 
 
+CORRUPTED = "corrupted"
+
+
 def make_inputs(model: Any, size: Size, seed: int = 0) -> EngineInputs:
-    """Seeded random tokens, plus ``all`` and one single-position mask ``p{j}`` per position."""
+    """Seeded random tokens (clean, and an independent ``corrupted`` draw), plus ``all`` and one
+    single-position mask ``p{j}`` per position."""
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, model.cfg.d_vocab, (size.n_seqs, size.seq), generator=gen)
+    corrupted = torch.randint(0, model.cfg.d_vocab, (size.n_seqs, size.seq), generator=gen)
     masks = {ALL: torch.ones(size.n_seqs, size.seq, dtype=torch.bool)}
     for j in range(size.seq):
         mask = torch.zeros(size.n_seqs, size.seq, dtype=torch.bool)
         mask[:, j] = True
         masks[f"p{j}"] = mask
-    return EngineInputs({CLEAN: tokens}, masks)
+    return EngineInputs({CLEAN: tokens, CORRUPTED: corrupted}, masks)
 
 
 def heads(model: Any, layers: range | None = None) -> list[HookSite]:
@@ -96,6 +101,13 @@ def sweep(model: Any, data: EngineInputs) -> list[Variant]:
     """Activation patching over every head x every position: resample one head at one position."""
     seq = data.inputs[CLEAN].shape[1]
     return [Variant(edits=(HookEdit(site, f"p{j}", "resample", seed=0),)) for site in heads(model) for j in range(seq)]
+
+
+def patching(model: Any, data: EngineInputs) -> list[Variant]:
+    """Activation patching as the ``activation_patching`` claim compiles it: one head's clean
+    activation patched into the corrupted run at one position, for every head x every position."""
+    seq = data.inputs[CLEAN].shape[1]
+    return [Variant(input=CORRUPTED, edits=(HookEdit(site, f"p{j}", "clean"),)) for site in heads(model) for j in range(seq)]
 
 
 def complements(model: Any, n: int, seed: int = 1) -> list[Variant]:
@@ -154,6 +166,8 @@ def baselines(model: Any, n: int = 100, seed: int = 2) -> list[Variant]:
 def build(workload: str, model: Any, data: EngineInputs, quick: bool) -> list[Variant]:
     if workload == "sweep":
         return sweep(model, data)
+    if workload == "patching":
+        return patching(model, data)
     if workload == "complements":
         return complements(model, 10 if quick else 40)
     if workload == "path":

@@ -30,7 +30,8 @@ def data() -> EngineInputs:
         masks[f"p{j}"][:, j] = True
     # A role-like selection: a different position in every sequence.
     masks["role"] = torch.nn.functional.one_hot(torch.randint(0, SEQ, (N_SEQS,), generator=gen), SEQ).bool()
-    return EngineInputs({CLEAN: tokens}, masks)
+    corrupted = torch.randint(0, TINY_CONFIG["d_vocab"], (N_SEQS, SEQ), generator=gen)
+    return EngineInputs({CLEAN: tokens, "corrupted": corrupted}, masks)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def test_mixed_start_points_in_one_call_equal_the_naive_loop(tiny_model, data, c
 
 def test_only_edited_positions_are_computed_and_the_rest_are_clean(tiny_model, data, cache):
     repl = Replacements(cache)
-    check_inside_start(tiny_model, repl)  # the once-per-run self-check runs whole sequences
+    check_inside_start(tiny_model, repl.inputs[CLEAN])  # the once-per-input self-check runs whole sequences
     variant = Variant(edits=(edit(Z1, "p5", head=0),))
     shapes: list[torch.Size] = []
     patterns: list[int] = []
@@ -116,7 +117,7 @@ def test_an_edit_that_selects_no_position_returns_the_clean_logits(tiny_model, d
 def test_the_inside_start_is_checked_against_the_clean_run(tiny_model, data, cache):
     wrong = dict(cache)
     wrong[z_hook(1)] = cache[z_hook(1)] + 0.5  # a cache that no longer matches the clean logits
-    with pytest.raises(SelfCheckError, match=r"starting inside block 1 .* does not reproduce the clean logits"):
+    with pytest.raises(SelfCheckError, match=r"starting inside block 1 .* does not reproduce the logits of input 'clean'"):
         run_variants(tiny_model, [Variant(edits=(edit(Z1, "p1", head=0),))], data, Replacements(wrong))
     (resumed_off,) = run_variants(tiny_model, [Variant(edits=(edit(Z1, "p1", head=0),))], data, Replacements(wrong), resume=False)
     assert resumed_off.shape == (N_SEQS, SEQ, TINY_CONFIG["d_vocab"])
@@ -129,3 +130,32 @@ def test_linear_edits_inside_equal_the_naive_loop(tiny_model, data, cache):
     assert start_point(tiny_model, variants[0], repl.cache) == StartPoint(1, inside=True)
     assert_naive(tiny_model, variants, data, repl, max_rows=4)
 
+
+
+def test_patching_into_another_input_resumes_from_that_inputs_run(tiny_model, data, cache):
+    """Clean activations patched into a corrupted run, one head and position at a time (what
+    activation patching compiles to): the corrupted run is cached once and the sweep resumes from it."""
+    patches = [Variant(input="corrupted", edits=(edit(Z1, f"p{j}", "clean", head=h),)) for h in range(2) for j in range(SEQ)]
+    patches += [Variant(input="corrupted", edits=(edit("blocks.1.hook_resid_pre", "p3", "clean"),))]
+    repl = Replacements(cache)
+    patterns: list[int] = []
+    handle = tiny_model.blocks[1].attn.hook_pattern.register_forward_hook(lambda *a: patterns.append(1))
+    try:
+        got = run_variants(tiny_model, patches, data, repl, max_rows=9)
+    finally:
+        handle.remove()
+    assert "corrupted" in repl.inputs, "the corrupted run is cached"
+    assert len(patterns) == 2, "layer 1's attention runs for caching the corrupted run and for the resid_pre patch, not for the 24 hook_z patches"
+    for variant, logits in zip(patches, got, strict=True):
+        torch.testing.assert_close(logits, run_naive(tiny_model, variant, data, repl), atol=1e-5, rtol=0)
+    unedited = run_naive(tiny_model, Variant(input="corrupted"), data, repl)
+    assert torch.equal(got[0][:, 1:], repl.inputs["corrupted"].logits(tiny_model)[:, 1:])
+    torch.testing.assert_close(got[0][:, 1:], unedited[:, 1:], atol=1e-5, rtol=0)
+
+
+def test_another_input_is_not_cached_when_that_would_cost_more_than_it_saves(tiny_model, data, cache):
+    repl = Replacements(cache)
+    one = Variant(input="corrupted", edits=(edit("blocks.1.hook_resid_pre", "p3", "clean"),))  # would skip half a pass
+    (got,) = run_variants(tiny_model, [one], data, repl)
+    assert "corrupted" not in repl.inputs
+    torch.testing.assert_close(got, run_naive(tiny_model, one, data, repl), atol=1e-5, rtol=0)

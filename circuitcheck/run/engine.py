@@ -21,7 +21,7 @@ from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.interventions import CLEAN, HookEdit, Variant
 from circuitcheck.run.edit_groups import build_groups, expand_to_blocks
 from circuitcheck.run.edits import add_stashes, apply_edit, edit_values, grouped_editor
-from circuitcheck.run.replacements import Replacements, derangement
+from circuitcheck.run.replacements import InputCache, Replacements, derangement
 from circuitcheck.run.resume import (
     FULL,
     StartPoint,
@@ -111,14 +111,13 @@ def run_variants(
     for v in variants:
         for e in v.edits:
             repl.prepare(e)  # fits and precomputations now: run inside a hook they would fire hooks
-    inside_ok = resume and starts_inside_blocks(model)
     by_start: dict[StartPoint, list[int]] = defaultdict(list)
-    for k, v in enumerate(variants):
-        by_start[start_point(model, v, repl.cache, inside_ok) if resume else StartPoint(FULL)].append(k)
+    for k, point in enumerate(_start_points(model, variants, data, repl, max_rows) if resume else [StartPoint(FULL)] * len(variants)):
+        by_start[point].append(k)
     outputs: list[torch.Tensor] = [torch.empty(0)] * len(variants)
     for point, members in sorted(by_start.items()):
         if point.inside:
-            check_inside_start(model, repl)
+            check_inside_start(model, repl.inputs[point.input], point.input)
             sparse, members = _few_positions(variants, members, data.masks)
             for k, out in zip(sparse, _run_inside(model, [variants[k] for k in sparse], data, repl, max_rows, point), strict=True):
                 outputs[k] = out
@@ -127,6 +126,25 @@ def run_variants(
             for k, out in zip(part, _run_pass(model, [variants[k] for k in part], data, repl, max_rows, point).unbind(0), strict=True):
                 outputs[k] = out
     return outputs
+
+
+def _start_points(model: Any, variants: list[Variant], data: EngineInputs, repl: Replacements, max_rows: int) -> list[StartPoint]:
+    """Each variant's start point. Variants on another input than the clean one (a corrupted
+    prompt) resume from that input's unedited run, which is cached here once per input when
+    the layers resuming skips add up to more than the one pass that caching it costs."""
+    inside_ok = starts_inside_blocks(model)
+    wanted = resume_hooks(model)
+    could = dict.fromkeys(wanted)
+    points = [start_point(model, v, repl.inputs[v.input].acts if v.input in repl.inputs else could, inside_ok) for v in variants]
+    skipped: dict[str, float] = defaultdict(float)
+    for point in points:
+        if point.layer != FULL and point.input not in repl.inputs:
+            skipped[point.input] += (point.layer + 0.5 * point.inside) / int(model.cfg.n_layers)
+    for name, passes in skipped.items():
+        if passes > 1:
+            with torch.no_grad():
+                repl.inputs[name] = InputCache(clean_run(model, data.inputs[name], wanted, max_rows)[1])
+    return [p if p.layer == FULL or p.input in repl.inputs else StartPoint(FULL) for p in points]
 
 
 def _few_positions(variants: list[Variant], members: list[int], masks: dict[str, torch.Tensor]) -> tuple[list[int], list[int]]:
@@ -140,15 +158,15 @@ def _few_positions(variants: list[Variant], members: list[int], masks: dict[str,
 
 def _run_inside(model: Any, variants: list[Variant], data: EngineInputs, repl: Replacements, max_rows: int, point: StartPoint) -> list[torch.Tensor]:
     """Variants that start inside the last block, per position: each edited position of each
-    variant is a block of one-position rows; every other position keeps the clean logits."""
+    variant is a block of one-position rows; every other position keeps the input's unedited logits."""
     if not variants:
         return []
     touched = {name: mask.any(0) for name, mask in data.masks.items()}
     positions = [edited_positions(v, touched) for v in variants]
     block_variant = torch.repeat_interleave(torch.arange(len(variants)), torch.tensor([len(p) for p in positions], dtype=torch.long))
     cols = torch.cat(positions)
-    clean = repl.clean_logits(model)
-    out = clean.expand((len(variants),) + clean.shape).clone()
+    base = repl.inputs[point.input].logits(model)
+    out = base.expand((len(variants),) + base.shape).clone()
     for first in range(0, len(cols), max_rows):  # more blocks than rows: several passes
         owner, at = block_variant[first : first + max_rows], cols[first : first + max_rows]
         used, local = torch.unique(owner, return_inverse=True)
@@ -157,25 +175,25 @@ def _run_inside(model: Any, variants: list[Variant], data: EngineInputs, repl: R
     return list(out.unbind(0))
 
 
-def check_inside_start(model: Any, repl: Replacements, n: int = 4) -> None:
-    """Starting inside the last block, with no edits, must give the clean logits back.
+def check_inside_start(model: Any, cache: InputCache, name: str = CLEAN, n: int = 4) -> None:
+    """Starting inside the last block, with no edits, must give the input's logits back.
 
     The resumed computation mirrors TransformerLens's native block by hand, so it is
-    checked against the clean run's own logits once per run before any result uses it.
+    checked against the unedited run's own logits once per input before any result uses it.
     """
-    if repl.inside_checked:
+    if cache.inside_checked:
         return
     last = int(model.cfg.n_layers) - 1
     with torch.no_grad():
-        got = forward_inside_last_block(model, repl.cache[resume_hook(model, last)][:n], repl.cache[z_hook(last)][:n])
-    want = repl.clean_logits(model)[:n]
+        got = forward_inside_last_block(model, cache.acts[resume_hook(model, last)][:n], cache.acts[z_hook(last)][:n])
+    want = cache.logits(model)[:n]
     if not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
         raise SelfCheckError(
-            f"starting inside block {last} at its cached hook_z does not reproduce the clean logits "
+            f"starting inside block {last} at its cached hook_z does not reproduce the logits of input '{name}' "
             f"(max difference {float((got - want).abs().max()):.2e}); this model's block differs from "
             "TransformerLens's native block: run with --no-resume"
         )
-    repl.inside_checked = True
+    cache.inside_checked = True
 
 
 @dataclass(frozen=True)
@@ -222,10 +240,11 @@ def _forward(model: Any, point: StartPoint, variants: list[Variant], data: Engin
     """The stacked pass's logits, from the tokens or from the cache at ``point``."""
     if point.layer == FULL:
         return model(torch.cat([data.inputs[v.input][rows] for v in variants]))
-    resid = repl.cache[resume_hook(model, point.layer)][rows]
+    acts = repl.inputs[point.input].acts
+    resid = acts[resume_hook(model, point.layer)][rows]
     if not point.inside:
         return forward_from(model, point.layer, resid.repeat(len(variants), *([1] * (resid.dim() - 1))))
-    z = repl.cache[z_hook(point.layer)][rows]
+    z = acts[z_hook(point.layer)][rows]
     if cols is None:
         return forward_inside_last_block(model, resid.repeat(len(variants), 1, 1), z.repeat(len(variants), 1, 1, 1))
     return forward_inside_last_block(model, per_position_blocks(resid, cols), per_position_blocks(z, cols))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
 from circuitcheck.plan.components import HookSite
-from circuitcheck.plan.interventions import HookEdit, PathSpec
+from circuitcheck.plan.interventions import CLEAN, HookEdit, PathSpec
 from circuitcheck.run.linearize import fit_jacobian, mlp_function
 from circuitcheck.run.paths import path_values, sender_delta
 from circuitcheck.run.resume import clean_logits_from_cache
@@ -27,6 +27,24 @@ def derangement(n: int, seed: int) -> torch.Tensor:
     return perm
 
 
+@dataclass
+class InputCache:
+    """One input's unedited run, as far as resumed passes need it: the activations they start
+    from, and the logits that positions no edit touches keep."""
+
+    acts: dict[str, torch.Tensor]
+    _logits: torch.Tensor | None = None
+    inside_checked: bool = False
+    """Whether starting inside the last block has reproduced these logits (engine.check_inside_start)."""
+
+    def logits(self, model: Any) -> torch.Tensor:
+        """The input's logits, recomputed once from the cached final residual stream."""
+        if self._logits is None:
+            with torch.no_grad():
+                self._logits = clean_logits_from_cache(model, self.acts)
+        return self._logits
+
+
 class Replacements:
     """Replacement activations for edits, computed once from the clean cache."""
 
@@ -39,17 +57,13 @@ class Replacements:
         self._linear: dict[HookEdit, tuple[torch.Tensor, torch.Tensor]] = {}
         self._paths: dict[HookEdit, torch.Tensor] = {}
         self._deltas: dict[PathSpec, torch.Tensor] = {}
-        self._clean_logits: torch.Tensor | None = None
-        self.inside_checked = False
-        """Whether starting inside the last block has reproduced the clean logits (engine.check_inside_start)."""
+        self.inputs: dict[str, InputCache] = {CLEAN: InputCache(cache)}
+        """Per input, the unedited run that passes on that input resume from (the engine adds
+        other inputs' runs when resuming saves more than they cost)."""
 
     def clean_logits(self, model: Any) -> torch.Tensor:
-        """The clean logits, recomputed once from the cached final residual stream
-        (what a pass that starts inside the last block leaves unchanged)."""
-        if self._clean_logits is None:
-            with torch.no_grad():
-                self._clean_logits = clean_logits_from_cache(model, self.cache)
-        return self._clean_logits
+        """The clean logits, recomputed once from the cached final residual stream."""
+        return self.inputs[CLEAN].logits(model)
 
     def prepare(self, edit: HookEdit) -> None:
         """Fit or precompute what an edit needs, outside any hook context (a module run

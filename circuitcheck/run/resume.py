@@ -12,6 +12,7 @@ logits exactly.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,8 @@ class StartPoint:
     inside: bool = False
     """Start the last block at its cached ``hook_z`` instead of its residual stream input;
     from there each position's logits depend only on that position's activations."""
+    input: str = CLEAN
+    """The input whose unedited run the pass resumes from (any, for ``FULL``)."""
 
 
 def resume_hook(model: Any, layer: int) -> str:
@@ -75,10 +78,10 @@ def _layer_of(model: Any, hook: str) -> tuple[int, bool]:
     return FULL, False
 
 
-def start_point(model: Any, variant: Variant, cache: dict[str, torch.Tensor], inside_ok: bool | None = None) -> StartPoint:
-    """The latest point a variant's pass can start from, given what the clean cache holds
-    (``inside_ok``: ``starts_inside_blocks(model)``, when the caller has it)."""
-    if variant.input != CLEAN or not variant.edits:
+def start_point(model: Any, variant: Variant, cache: Mapping[str, Any], inside_ok: bool | None = None) -> StartPoint:
+    """The latest point a variant's pass can start from, given what the cache of the variant's
+    input holds (or would hold) (``inside_ok``: ``starts_inside_blocks(model)``, when the caller has it)."""
+    if not variant.edits:
         return StartPoint(FULL)  # an un-edited variant runs in full: it is the stacking self-check
     hooks = [e.site.hook for e in variant.edits] + [e.reads for e in variant.edits if e.reads]
     layer = min(_layer_of(model, h)[0] for h in hooks)
@@ -87,10 +90,10 @@ def start_point(model: Any, variant: Variant, cache: dict[str, torch.Tensor], in
     if inside_ok is None:
         inside_ok = starts_inside_blocks(model)
     if inside and inside_ok and {z_hook(last), resume_hook(model, last), resume_hook(model, last + 1)} <= cache.keys():
-        return StartPoint(last, inside=True)
+        return StartPoint(last, inside=True, input=variant.input)
     if layer <= 0 or resume_hook(model, layer) not in cache:
         return StartPoint(FULL)
-    return StartPoint(layer)
+    return StartPoint(layer, input=variant.input)
 
 
 def forward_from(model: Any, layer: int, resid: torch.Tensor) -> torch.Tensor:
