@@ -119,7 +119,7 @@ def run_variants(
         if point.inside:
             check_inside_start(model, repl.inputs[point.input], point.input)
             sparse, members = _few_positions(variants, members, data.masks)
-            for k, out in zip(sparse, _run_inside(model, [variants[k] for k in sparse], data, repl, max_rows, point), strict=True):
+            for k, out in zip(sparse, _run_inside(model, [variants[k] for k in sparse], list(sparse.values()), data, repl, max_rows, point), strict=True):
                 outputs[k] = out
         for first in range(0, len(members), max_rows):  # more variants than rows: several passes
             part = members[first : first + max_rows]
@@ -147,22 +147,24 @@ def _start_points(model: Any, variants: list[Variant], data: EngineInputs, repl:
     return [p if p.layer == FULL or p.input in repl.inputs else StartPoint(FULL) for p in points]
 
 
-def _few_positions(variants: list[Variant], members: list[int], masks: dict[str, torch.Tensor]) -> tuple[list[int], list[int]]:
-    """(variants whose edits touch at most half the positions, the rest): per-position blocks pay
-    for gathering and scattering, so whole sequences are cheaper when most positions change."""
+def _few_positions(variants: list[Variant], members: list[int], masks: dict[str, torch.Tensor]) -> tuple[dict[int, torch.Tensor], list[int]]:
+    """({variant: its edited positions} for variants whose edits touch at most half the positions,
+    the rest): per-position blocks pay for gathering and scattering, so whole sequences are cheaper
+    when most positions change."""
     touched = {name: mask.any(0) for name, mask in masks.items()}
     seq = len(next(iter(touched.values())))
-    few = {k for k in members if 2 * len(edited_positions(variants[k], touched)) <= seq}
-    return [k for k in members if k in few], [k for k in members if k not in few]
+    positions = {k: edited_positions(variants[k], touched) for k in members}
+    few = {k: p for k, p in positions.items() if 2 * len(p) <= seq}
+    return few, [k for k in members if k not in few]
 
 
-def _run_inside(model: Any, variants: list[Variant], data: EngineInputs, repl: Replacements, max_rows: int, point: StartPoint) -> list[torch.Tensor]:
-    """Variants that start inside the last block, per position: each edited position of each
-    variant is a block of one-position rows; every other position keeps the input's unedited logits."""
+def _run_inside(
+    model: Any, variants: list[Variant], positions: list[torch.Tensor], data: EngineInputs, repl: Replacements, max_rows: int, point: StartPoint
+) -> list[torch.Tensor]:
+    """Variants that start inside the last block, per position: each of a variant's edited
+    ``positions`` is a block of one-position rows; every other position keeps the input's unedited logits."""
     if not variants:
         return []
-    touched = {name: mask.any(0) for name, mask in data.masks.items()}
-    positions = [edited_positions(v, touched) for v in variants]
     block_variant = torch.repeat_interleave(torch.arange(len(variants)), torch.tensor([len(p) for p in positions], dtype=torch.long))
     cols = torch.cat(positions)
     base = repl.inputs[point.input].logits(model)
@@ -233,7 +235,7 @@ def _run_pass(
             logits = _forward(model, point, variants, data, rows, repl, cols).detach()
         assert_fired(calls, sorted(hooks), "intervention run")
         parts.append(logits.view((n_blocks, len(rows)) + logits.shape[1:]))
-    return torch.cat(parts, dim=1)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 def _forward(model: Any, point: StartPoint, variants: list[Variant], data: EngineInputs, rows: torch.Tensor, repl: Replacements, cols: torch.Tensor | None) -> torch.Tensor:
