@@ -159,3 +159,21 @@ def test_another_input_is_not_cached_when_that_would_cost_more_than_it_saves(tin
     (got,) = run_variants(tiny_model, [one], data, repl)
     assert "corrupted" not in repl.inputs
     torch.testing.assert_close(got, run_naive(tiny_model, one, data, repl), atol=1e-5, rtol=0)
+
+
+def test_the_unedited_run_of_a_cached_input_is_not_run_again(tiny_model, data, cache):
+    """Activation patching always asks for the unedited corrupted run too: caching the corrupted
+    input then costs no extra pass, and that variant takes the caching pass's logits."""
+    repl = Replacements(cache)
+    unedited = Variant(input="corrupted")
+    patch = Variant(input="corrupted", edits=(edit("blocks.1.hook_resid_pre", "p3", "clean"),))
+    passes: list[int] = []
+    handle = tiny_model.blocks[0].register_forward_hook(lambda *a: passes.append(1))
+    try:
+        got = run_variants(tiny_model, [unedited, patch], data, repl)
+    finally:
+        handle.remove()
+    assert "corrupted" in repl.inputs
+    assert len(passes) == 1, "layer 0 runs once: for caching the corrupted run"
+    for variant, logits in zip([unedited, patch], got, strict=True):
+        torch.testing.assert_close(logits, run_naive(tiny_model, variant, data, repl), atol=1e-5, rtol=0)

@@ -23,6 +23,7 @@ from circuitcheck.run.edit_groups import build_groups, expand_to_blocks
 from circuitcheck.run.edits import add_stashes, apply_edit, edit_values, grouped_editor
 from circuitcheck.run.replacements import InputCache, Replacements, derangement
 from circuitcheck.run.resume import (
+    CACHED,
     FULL,
     StartPoint,
     edited_positions,
@@ -116,6 +117,10 @@ def run_variants(
         by_start[point].append(k)
     outputs: list[torch.Tensor] = [torch.empty(0)] * len(variants)
     for point, members in sorted(by_start.items()):
+        if point.layer == CACHED:
+            for k in members:
+                outputs[k] = repl.inputs[point.input].logits(model).clone()
+            continue
         if point.inside:
             check_inside_start(model, repl.inputs[point.input], point.input)
             sparse, members = _few_positions(variants, members, data.masks)
@@ -130,21 +135,35 @@ def run_variants(
 
 def _start_points(model: Any, variants: list[Variant], data: EngineInputs, repl: Replacements, max_rows: int) -> list[StartPoint]:
     """Each variant's start point. Variants on another input than the clean one (a corrupted
-    prompt) resume from that input's unedited run, which is cached here once per input when
-    the layers resuming skips add up to more than the one pass that caching it costs."""
+    prompt) resume from that input's unedited run, cached here once per input when the passes it
+    saves (the layers its variants skip, plus the unedited variant's own pass) add up to more than
+    the one pass that caching it costs; the unedited variant then takes the cached logits."""
     inside_ok = starts_inside_blocks(model)
     wanted = resume_hooks(model)
     could = dict.fromkeys(wanted)
     points = [start_point(model, v, repl.inputs[v.input].acts if v.input in repl.inputs else could, inside_ok) for v in variants]
-    skipped: dict[str, float] = defaultdict(float)
-    for point in points:
-        if point.layer != FULL and point.input not in repl.inputs:
-            skipped[point.input] += (point.layer + 0.5 * point.inside) / int(model.cfg.n_layers)
-    for name, passes in skipped.items():
+    saved: dict[str, float] = defaultdict(float)
+    for v, point in zip(variants, points, strict=True):
+        if v.input in repl.inputs:
+            continue
+        if not v.edits:
+            saved[v.input] += 1.0
+        elif point.layer != FULL:
+            saved[v.input] += (point.layer + 0.5 * point.inside) / int(model.cfg.n_layers)
+    for name, passes in saved.items():
         if passes > 1:
             with torch.no_grad():
-                repl.inputs[name] = InputCache(clean_run(model, data.inputs[name], wanted, max_rows)[1])
-    return [p if p.layer == FULL or p.input in repl.inputs else StartPoint(FULL) for p in points]
+                logits, acts = clean_run(model, data.inputs[name], wanted, max_rows)
+            repl.inputs[name] = InputCache(acts, known_logits=logits)
+    return [_served(v, p, repl) for v, p in zip(variants, points, strict=True)]
+
+
+def _served(variant: Variant, point: StartPoint, repl: Replacements) -> StartPoint:
+    if variant.input not in repl.inputs:
+        return StartPoint(FULL)
+    if not variant.edits and variant.input != CLEAN:  # the clean one stays a stacked pass: the batching self-check
+        return StartPoint(CACHED, input=variant.input)
+    return point
 
 
 def _few_positions(variants: list[Variant], members: list[int], masks: dict[str, torch.Tensor]) -> tuple[dict[int, torch.Tensor], list[int]]:

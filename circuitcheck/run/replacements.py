@@ -33,16 +33,17 @@ class InputCache:
     from, and the logits that positions no edit touches keep."""
 
     acts: dict[str, torch.Tensor]
-    _logits: torch.Tensor | None = None
+    known_logits: torch.Tensor | None = None
+    """The logits of the pass that cached ``acts``, when the cache was made with them."""
     inside_checked: bool = False
     """Whether starting inside the last block has reproduced these logits (engine.check_inside_start)."""
 
     def logits(self, model: Any) -> torch.Tensor:
-        """The input's logits, recomputed once from the cached final residual stream."""
-        if self._logits is None:
+        """The input's logits: those of the caching pass, or recomputed once from the cached final residual stream."""
+        if self.known_logits is None:
             with torch.no_grad():
-                self._logits = clean_logits_from_cache(model, self.acts)
-        return self._logits
+                self.known_logits = clean_logits_from_cache(model, self.acts)
+        return self.known_logits
 
 
 class Replacements:

@@ -23,6 +23,9 @@ from circuitcheck.plan.interventions import CLEAN, Variant
 FULL = -1
 """Start layer meaning "run the whole model from the tokens"."""
 
+CACHED = -2
+"""Start layer meaning "no pass": an unedited variant on an input whose unedited run is cached."""
+
 _BLOCK_HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 _AFTER_MIXING = re.compile(r"^(attn\.hook_z|attn\.o\..+|hook_attn_out|attn\.hook_out|hook_resid_mid|hook_mlp_in|ln2\..+|mlp\..+|hook_mlp_out|hook_resid_post|hook_out)$")
 """Block hooks computed from ``hook_z`` onwards, position by position (the pre-LN native block)."""
