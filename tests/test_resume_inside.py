@@ -102,7 +102,7 @@ def test_only_edited_positions_are_computed_and_the_rest_are_clean(tiny_model, d
     torch.testing.assert_close(got, run_naive(tiny_model, variant, data, repl), atol=1e-5, rtol=0)
     assert patterns == [], "the last block's attention does not run"
     assert shapes == [torch.Size([N_SEQS, 1, TINY_CONFIG["d_model"]])], "one position per sequence"
-    clean = repl.clean_logits(tiny_model)
+    clean = repl.inputs[CLEAN].logits(tiny_model)
     others = [j for j in range(SEQ) if j != 5]
     assert torch.equal(got[:, others], clean[:, others])
     assert not torch.allclose(got[:, 5], clean[:, 5], atol=1e-3), "the edit changes the edited position"
@@ -111,7 +111,7 @@ def test_only_edited_positions_are_computed_and_the_rest_are_clean(tiny_model, d
 def test_an_edit_that_selects_no_position_returns_the_clean_logits(tiny_model, data, cache):
     repl = Replacements(cache)
     (got,) = run_variants(tiny_model, [Variant(edits=(edit(Z1, "none", head=0),))], data, repl)
-    assert torch.equal(got, repl.clean_logits(tiny_model))
+    assert torch.equal(got, repl.inputs[CLEAN].logits(tiny_model))
 
 
 def test_the_inside_start_is_checked_against_the_clean_run(tiny_model, data, cache):

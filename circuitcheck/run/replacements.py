@@ -62,10 +62,6 @@ class Replacements:
         """Per input, the unedited run that passes on that input resume from (the engine adds
         other inputs' runs when resuming saves more than they cost)."""
 
-    def clean_logits(self, model: Any) -> torch.Tensor:
-        """The clean logits, recomputed once from the cached final residual stream."""
-        return self.inputs[CLEAN].logits(model)
-
     def prepare(self, edit: HookEdit) -> None:
         """Fit or precompute what an edit needs, outside any hook context (a module run
         inside a hook would fire the hooks attached to it)."""

@@ -34,7 +34,8 @@ _AFTER_MIXING = re.compile(r"^(attn\.hook_z|attn\.o\..+|hook_attn_out|attn\.hook
 @dataclass(frozen=True, order=True)
 class StartPoint:
     layer: int
-    """The first block the pass computes (``FULL``: from the tokens; ``n_layers``: only the final norm and unembedding)."""
+    """The first block the pass computes (``FULL``: from the tokens; ``n_layers``: only the final norm and
+    unembedding; ``CACHED``: no pass, the input's cached unedited logits)."""
     inside: bool = False
     """Start the last block at its cached ``hook_z`` instead of its residual stream input;
     from there each position's logits depend only on that position's activations."""
@@ -87,9 +88,10 @@ def start_point(model: Any, variant: Variant, cache: Mapping[str, Any], inside_o
     if not variant.edits:
         return StartPoint(FULL)  # an un-edited variant runs in full: it is the stacking self-check
     hooks = [e.site.hook for e in variant.edits] + [e.reads for e in variant.edits if e.reads]
-    layer = min(_layer_of(model, h)[0] for h in hooks)
+    places = [_layer_of(model, h) for h in hooks]
+    layer = min(p[0] for p in places)
     last = int(model.cfg.n_layers) - 1
-    inside = layer == last and all(_layer_of(model, h) == (last, True) for h in hooks)
+    inside = all(p == (last, True) for p in places)
     if inside_ok is None:
         inside_ok = starts_inside_blocks(model)
     if inside and inside_ok and {z_hook(last), resume_hook(model, last), resume_hook(model, last + 1)} <= cache.keys():
