@@ -22,12 +22,18 @@ def _err(message: str) -> None:
 
 
 @contextmanager
-def _writing(what: str) -> Iterator[None]:
-    """A file that cannot be written is the user's to fix: one line, exit 2, not an internal error."""
+def _writing(what: str, fix: str | None = None) -> Iterator[None]:
+    """A file that cannot be written is the user's to fix: one line, exit 2, not an internal error.
+
+    With ``fix`` the block probes a folder (``err.filename``) before any work, and the message says what to pass.
+    """
     try:
         yield
     except OSError as err:
-        raise CircuitcheckError(f"{err.filename or what}: cannot write the {what}: {err.strerror or err}") from None
+        reason = err.strerror or err
+        if fix is not None:
+            raise CircuitcheckError(f"cannot write the {what} into {err.filename}: {reason}; {fix}") from None
+        raise CircuitcheckError(f"{err.filename or what}: cannot write the {what}: {reason}") from None
 
 
 def _argv(args: argparse.Namespace, *rest: str) -> list[str]:
@@ -84,7 +90,7 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[d
     with tracker.step(f"loading and compiling {path}"):
         plan = compile_file(path, args.model)
     with tracker.step(f"running {len(plan.claims)} claims of {path}"):
-        result = run_file(plan, max_rows=args.max_rows, resume=args.resume)
+        result = run_file(plan, max_rows=args.max_rows, resume=args.resume, progress=tracker.note)
     doc = build_document(result, argv)
     if args.baseline:
         from circuitcheck.verdict.baseline import apply_baseline
@@ -103,6 +109,13 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[d
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from circuitcheck.atomic import probe_writable
+
+    with _writing("reports", "pass --report-dir with a writable folder"):
+        probe_writable(Path(args.report_dir))  # before any model loads: fail in a second, not after the run
+    if args.junit:
+        with _writing("JUnit report", "pass --junit a path in a writable folder"):
+            probe_writable(Path(args.junit).parent)
     argv = _argv(args, *args.files)
     codes: list[int] = []
     docs: list[dict] = []
@@ -125,24 +138,36 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
+    from circuitcheck.atomic import probe_writable
     from circuitcheck.verdict.baseline import update_baseline
 
+    with _writing("reports", "pass --report-dir with a writable folder"):
+        probe_writable(Path(args.report_dir))  # before any model loads: fail in a second, not after the run
+    with _writing("baseline", "pass --out a path in a writable folder"):
+        probe_writable(Path(args.out).parent)
     docs: list[dict] = []
     with Tracker(2 * len(args.files), progress_wanted(args.quiet)) as tracker:
         for path in args.files:
             _run_one(Path(path), args, _argv(args, *args.files), docs, tracker)
-    print(f"baseline: {update_baseline(Path(args.out), docs)} ({sum(len(d['claims']) for d in docs)} claims)")
+    with _writing("baseline"):
+        written = update_baseline(Path(args.out), docs)
+    print(f"baseline: {written} ({sum(len(d['claims']) for d in docs)} claims)")
     return EXIT_PASS
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from circuitcheck.atomic import probe_writable
     from circuitcheck.compare import compare_file, comparison_document
     from circuitcheck.report.figures import attention_figures
     from circuitcheck.report.matrix import terminal_matrix, write_comparison
 
+    with _writing("reports", "pass --report-dir with a writable folder"):
+        probe_writable(Path(args.report_dir))  # before any model loads: fail in a second, not after the run
     n_models = len(args.model) or 2
     with Tracker(2 * n_models, progress_wanted(args.quiet)) as tracker:
-        found = compare_file(Path(args.file), args.model, args.max_rows, _argv(args, args.file), tracker, resume=args.resume)
+        found = compare_file(
+            Path(args.file), args.model, args.max_rows, _argv(args, args.file), tracker, resume=args.resume, models_base=Path.cwd()
+        )
     doc = comparison_document(found)
     figures = {v.model: attention_figures(v.result) for v in found.variants if v.result is not None}
     with _writing("reports"):
@@ -159,8 +184,10 @@ def _write_or_print(text: str, out: str | None, what: str) -> int:
     if out is None:
         sys.stdout.write(text)
         return EXIT_PASS
+    from circuitcheck.atomic import write_atomic
+
     with _writing(what):
-        Path(out).write_text(text)
+        write_atomic(Path(out), text)
     print(f"{what}: {out}", file=sys.stderr)
     return EXIT_PASS
 
@@ -187,9 +214,14 @@ MAX_ROWS_HELP = (
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    """A whole number >= 1. argparse turns a ValueError into "invalid _positive value", naming this
+    function; an ArgumentTypeError's text is shown as written, after the option's name."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
     return value
 
 
@@ -208,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run hypothesis files and write reports")
     run.add_argument("files", nargs="+")
     run.add_argument("--report-dir", default="reports", help="where <name>.md and <name>.json go (default: reports)")
-    run.add_argument("--model", default=None, help="run against this model instead of the file's")
+    run.add_argument("--model", default=None, help="run against this model instead of the file's: a zoo name, or a model "
+                     "directory relative to the current directory (a file's own model: resolves against the file's folder)")
     _engine_options(run)
     run.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
     run.add_argument("--junit", default=None, metavar="PATH", help="also write a JUnit XML report of every file run")
@@ -238,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="run a file on several models and compare them claim by claim")
     compare.add_argument("file")
     compare.add_argument("--model", action="append", default=[], metavar="NAME",
-                         help="a variant (zoo name or model directory); give two or more, or list 'variants:' in the file")
+                         help="a variant (zoo name, or model directory relative to the current directory); give two or "
+                              "more, or list 'variants:' in the file (relative to its folder)")
     compare.add_argument("--report-dir", default="reports", help="where <name>-compare.{md,json,html} go (default: reports)")
     _engine_options(compare)
     compare.add_argument("--quiet", action="store_true", help="print only the report paths and errors")

@@ -38,12 +38,25 @@ class SpecError(CircuitcheckError):
         return f"{text}\n  fix: {self.fix}" if self.fix else text
 
 
-class SpecErrors(CircuitcheckError):
-    """Several spec problems found in one pass, reported together."""
+MAX_SHOWN_ERRORS = 50
+"""Spec problems printed at most; a hostile file can make thousands."""
 
-    def __init__(self, errors: list[SpecError]) -> None:
+
+class SpecErrors(CircuitcheckError):
+    """Several spec problems found in one pass, reported together.
+
+    ``omitted`` counts problems found but not turned into :class:`SpecError`
+    (the loader stops at :data:`MAX_SHOWN_ERRORS`); they are summed in the text.
+    """
+
+    def __init__(self, errors: list[SpecError], omitted: int = 0) -> None:
         self.errors = errors
-        super().__init__("\n".join(str(e) for e in errors))
+        self.omitted = omitted
+        lines = [str(e) for e in errors[:MAX_SHOWN_ERRORS]]
+        more = omitted + max(0, len(errors) - MAX_SHOWN_ERRORS)
+        if more:
+            lines.append(f"... and {more} more problems; fix these first")
+        super().__init__("\n".join(lines))
 
 
 class ModelLoadError(CircuitcheckError):

@@ -22,14 +22,14 @@ from circuitcheck.plan.components import complement, model_components, resolve_c
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, Variant
 from circuitcheck.plan.positions import ALL
 from circuitcheck.run.stats import SequenceStats, Totals, safe_ratio
-from circuitcheck.spec.base import Strict
+from circuitcheck.spec.base import Seed, Strict
 
 
 class RandomBaseline(Strict):
     """Compare with ``n`` random circuits of the same size (components drawn without replacement)."""
 
     n: int = Field(ge=10, le=10_000)
-    seed: int
+    seed: Seed
     alpha: float | None = Field(
         default=None, gt=0.0, lt=1.0, description="If set, the claim also needs a Holm-adjusted p-value below alpha"
     )
@@ -42,7 +42,7 @@ class AblationClaim(ClaimSpec):
     mode: Literal["necessity", "sufficiency"]
     components: list[str] = Field(description="embed, pos_embed, L.H, attnL, mlpL, or hook names")
     method: AblationMethod
-    resample_seed: int | None = None
+    resample_seed: Seed | None = None
     ablate_at: str = Field(default=ALL, description="Positions where the ablation applies")
     positions: str = Field(description="Positions where the metric is measured")
     metric: str

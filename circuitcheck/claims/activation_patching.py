@@ -16,7 +16,7 @@ from circuitcheck.plan.components import resolve_components
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, Measurement, Variant
 from circuitcheck.plan.positions import ALL
 from circuitcheck.run.stats import SequenceStats, Totals, safe_ratio
-from circuitcheck.spec.base import Strict
+from circuitcheck.spec.base import Seed, Strict
 
 
 class Corruption(Strict):
@@ -24,7 +24,7 @@ class Corruption(Strict):
 
     scheme: Literal["resample_tokens"]
     positions: str
-    seed: int
+    seed: Seed
 
 
 def corrupt_tokens(tokens: torch.Tensor, mask: torch.Tensor, d_vocab: int, seed: int) -> torch.Tensor:

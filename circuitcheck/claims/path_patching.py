@@ -25,6 +25,7 @@ from circuitcheck.plan.components import HookSite
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, Measurement, PathSpec, Variant
 from circuitcheck.plan.positions import ALL
 from circuitcheck.run.stats import SequenceStats, Totals, safe_ratio
+from circuitcheck.spec.base import Seed
 
 _HEAD_INPUT = re.compile(r"^(\d+)\.(\d+)\.([qkv])$")
 _MLP = re.compile(r"^mlp(\d+)$")
@@ -36,7 +37,7 @@ class PathPatchingClaim(ClaimSpec):
     sender: str = Field(description="'L.H': the head whose output is changed")
     receivers: list[str] = Field(min_length=1, description="'L.H.q' / 'L.H.k' / 'L.H.v', 'mlpL', or 'logits'")
     method: AblationMethod
-    resample_seed: int | None = None
+    resample_seed: Seed | None = None
     sender_at: str = Field(default=ALL, description="Positions where the sender's output changes")
     positions: str = Field(description="Positions where the metric is measured")
     metric: str

@@ -21,14 +21,14 @@ from circuitcheck.plan.components import HookSite, resolve_component
 from circuitcheck.plan.interventions import PATTERN_RULES, ClaimOutputs, ClaimPlan, HookEdit, Measurement, Variant
 from circuitcheck.plan.positions import ALL
 from circuitcheck.run.stats import SequenceStats, Totals, per_sequence
-from circuitcheck.spec.base import Strict
+from circuitcheck.spec.base import Seed, Strict
 
 
 class Replacement(Strict):
     component: str = Field(description="L.H, mlpL, embed, pos_embed or a hook name")
     with_: Literal["zero", "mean", "resample", "previous", "self", "uniform", "linear"] = Field(alias="with")
     at: str = Field(default=ALL, description="Positions where the replacement applies")
-    seed: int | None = Field(default=None, description="For resample")
+    seed: Seed | None = Field(default=None, description="For resample")
     fit: str | None = Field(default=None, description="For linear: positions the Jacobian is fitted on")
     jacobian: Literal["median", "mean", "at_mean_input"] = Field(
         default="median",

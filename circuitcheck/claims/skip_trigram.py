@@ -21,6 +21,7 @@ from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
 from circuitcheck.run.stats import SequenceStats, per_sequence, safe_ratio
+from circuitcheck.spec.base import Seed
 
 MAX_PARAMETERS = 20_000_000
 
@@ -32,7 +33,7 @@ class SkipTrigramClaim(ClaimSpec):
     earlier_position: EarlierPosition = Field(description="absolute: 'token A at position P' (seed 003); offset; ignored")
     measure: Literal["agreement", "accuracy"] = Field(description="agreement: top-1 agreement with the model; accuracy: on the labels")
     holdout: float = Field(default=0.5, gt=0.0, lt=1.0, description="Fraction of sequences held out of the fit")
-    seed: int = Field(default=0, description="Seed of the fit/held-out split")
+    seed: Seed = Field(default=0, description="Seed of the fit/held-out split")
     l2: float = Field(default=1e-4, ge=0.0)
     max_iter: int = Field(default=500, ge=10, le=10_000)
 

@@ -18,8 +18,8 @@ from circuitcheck.report.document import build_document
 from circuitcheck.report.progress import Tracker
 from circuitcheck.run.engine import DEFAULT_MAX_ROWS
 from circuitcheck.run.execute import FileResult, run_file
-from circuitcheck.spec.hypothesis import load_hypothesis
-from circuitcheck.zoo.load import resolve_model_dir
+from circuitcheck.spec.hypothesis import load_hypothesis, report_stem
+from circuitcheck.zoo.load import FILE_FOLDER, checkpoint_of, load_zoo_card, resolve_model_dir, sha256_file
 
 NEED_TWO = "compare needs at least two models: give --model twice or more, or list them under 'variants:' in the file"
 
@@ -42,7 +42,7 @@ class Comparison:
 
     @property
     def name(self) -> str:
-        return str(self.spec.name or self.path.stem)
+        return report_stem(self.spec, self.path)
 
 
 def variant_models(spec: Any, models: Sequence[str]) -> list[str]:
@@ -56,26 +56,46 @@ def variant_models(spec: Any, models: Sequence[str]) -> list[str]:
     return chosen
 
 
+def same_checkpoints(chosen: Sequence[str], folders: Sequence[Path]) -> None:
+    """Refuse two variants that name one model folder (a zoo name and its path, two spellings of a
+    path, a link): the comparison would measure a model against itself under two names. A copy in
+    another folder is allowed; its card may plant other data, and comparing a copy is a sanity check."""
+    seen: dict[Path, str] = {}
+    for model, folder in zip(chosen, folders, strict=True):
+        where = folder.resolve()
+        if where in seen:
+            ckpt = checkpoint_of(folder, load_zoo_card(str(folder)))
+            raise CircuitcheckError(
+                f"variants {seen[where]!r} and {model!r} are the same checkpoint (sha256 {sha256_file(ckpt)[:12]}..., "
+                f"both {ckpt}); comparing a model with itself measures nothing: give each model once"
+            )
+        seen[where] = model
+
+
 def compare_file(
     path: Path, models: Sequence[str] = (), max_rows: int = DEFAULT_MAX_ROWS, argv: list[str] | None = None,
-    tracker: Tracker | None = None, resume: bool = True,
+    tracker: Tracker | None = None, resume: bool = True, models_base: Path | None = None,
 ) -> Comparison:
+    """Run ``path`` on each model. Relative paths among ``models`` resolve against ``models_base``
+    (a command line passes the current directory), else the file's folder, like ``variants:``."""
     spec, _ = load_hypothesis(path)
     chosen = variant_models(spec, models)
-    for model in chosen:  # a misspelt model fails before anything runs
-        resolve_model_dir(model, path.resolve().parent)
+    here = path.resolve().parent
+    base, base_is = (models_base, None) if models and models_base is not None else (here, FILE_FOLDER)
+    folders = [resolve_model_dir(m, base, base_is) for m in chosen]  # a misspelt model fails before anything runs
+    same_checkpoints(chosen, folders)
     steps = tracker or Tracker(0, enabled=False)
     runs = []
-    for model in chosen:
+    for model, folder in zip(chosen, folders, strict=True):
         with steps.step(f"{model}: loading and compiling"):
             try:
-                plan = compile_file(path, model, skip_inapplicable=True)
+                plan = compile_file(path, str(folder.resolve()), skip_inapplicable=True)
             except (SpecError, SpecErrors, DataError) as err:
                 reason = str(err).splitlines()[0]
                 runs.append(VariantRun(model, None, None, {c.id: reason for c in spec.claims}))
                 steps.advance()  # its run step
                 continue
         with steps.step(f"{model}: running {len(plan.claims)} claims"):
-            result = run_file(plan, max_rows=max_rows, resume=resume)
+            result = run_file(plan, max_rows=max_rows, resume=resume, progress=steps.note)
         runs.append(VariantRun(model, result, build_document(result, argv), dict(plan.not_applicable)))
     return Comparison(path, spec, tuple(runs))

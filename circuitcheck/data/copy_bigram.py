@@ -56,6 +56,8 @@ class CopyBigramDataset(DatasetSpec):
         task = ctx.model_card.get("task") or {}
         if task.get("kind") != "copy_bigram":
             raise PlanError(("dataset", "kind"), "the model card has no copy_bigram task", "use a model trained on it, e.g. framework-1l")
+        if not 0 < int(task["seq_len"]) <= ctx.n_ctx:  # checked before generating: the card sets the size
+            raise PlanError(("dataset",), f"the model card's task.seq_len {task['seq_len']} is not in 1..n_ctx ({ctx.n_ctx})")
         batch = generate_copy_bigram(self.n_seqs, int(task["seq_len"]), int(task["d_vocab"]), float(task["p_bigram"]), float(task["p_copy"]), self.seed)
         params = self.model_dump() | {k: task[k] for k in ("p_bigram", "p_copy", "seq_len")}
         return TokenBatch(batch.tokens, batch.next_token, batch.roles, params, role_names=ROLE_NAMES)

@@ -1,13 +1,12 @@
-"""Built-in dataset kinds: the seeded trigram generator and token tensors from a file."""
+"""The seeded trigram dataset kind (token tensors from a file: :mod:`circuitcheck.data.token_file`)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import Field
 
-from circuitcheck.data.batch import TokenBatch, next_tokens_of
+from circuitcheck.data.batch import TokenBatch
 from circuitcheck.data.registry import DataContext, DatasetSpec, dataset_kind
 from circuitcheck.data.trigram import generate_trigram_batch, make_trigram_set
 from circuitcheck.errors import PlanError
@@ -38,6 +37,10 @@ class TrigramDataset(DatasetSpec):
         seq_len = self.seq_len or int(task["seq_len"])
         if seq_len > ctx.n_ctx:
             raise PlanError(("dataset", "seq_len"), f"seq_len {seq_len} exceeds the model's n_ctx {ctx.n_ctx}")
+        if seq_len < 3:
+            raise PlanError(("dataset",), f"the model card's task.seq_len {seq_len} leaves no room for a trigram (at least 3)")
+        if int(task["d_vocab"]) != ctx.d_vocab:  # checked first: the generator allocates d_vocab^2 entries
+            raise PlanError(("dataset",), f"the model card's task.d_vocab {task['d_vocab']} differs from config.d_vocab {ctx.d_vocab}")
         trigrams = make_trigram_set(
             int(task["d_vocab"]), int(task["n_trigrams"]), int(task["trigram_seed"]), int(task.get("n_repeats", 0))
         )
@@ -61,42 +64,3 @@ class TrigramDataset(DatasetSpec):
         )
         params = self.model_dump() | {"trigram_seed": task["trigram_seed"], "n_trigrams": task["n_trigrams"]}
         return TokenBatch(batch.tokens, batch.next_token, batch.roles, params)
-
-
-@dataset_kind
-class FileDataset(DatasetSpec):
-    """Token tensors ``[batch, seq]`` from a safetensors or ``.pt`` file; optional ``roles``."""
-
-    kind: Literal["file"] = "file"
-    path: str
-    tokens_key: str = "tokens"
-    roles_key: str | None = None
-
-    def build(self, ctx: DataContext) -> TokenBatch:
-        path = (ctx.base_dir / self.path).resolve()
-        if not path.is_file():
-            raise PlanError(("dataset", "path"), f"no such file: {path}")
-        try:
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                tensors = load_file(str(path))
-            else:
-                tensors = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any reader failure is bad input
-            raise PlanError(("dataset", "path"), f"cannot read {path}: {err}") from None
-        if not isinstance(tensors, dict) or self.tokens_key not in tensors:
-            raise PlanError(("dataset", "tokens_key"), f"{path} has no tensor {self.tokens_key!r}")
-        tokens = tensors[self.tokens_key].long()
-        if tokens.dim() != 2:
-            raise PlanError(("dataset", "tokens_key"), f"tokens must be [batch, seq], got {tuple(tokens.shape)}")
-        if tokens.shape[1] > ctx.n_ctx:
-            raise PlanError(("dataset", "path"), f"sequences of {tokens.shape[1]} exceed n_ctx {ctx.n_ctx}")
-        if tokens.min() < 0 or tokens.max() >= ctx.d_vocab:
-            raise PlanError(("dataset", "path"), f"token ids must lie in [0, {ctx.d_vocab})")
-        roles = torch.zeros_like(tokens)
-        if self.roles_key is not None:
-            if self.roles_key not in tensors or tensors[self.roles_key].shape != tokens.shape:
-                raise PlanError(("dataset", "roles_key"), f"{path} has no roles tensor {self.roles_key!r} shaped like tokens")
-            roles = tensors[self.roles_key].long()
-        return TokenBatch(tokens, next_tokens_of(tokens), roles, self.model_dump())

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from circuitcheck.data.batch import TokenBatch
+from circuitcheck.errors import PlanError
 from circuitcheck.registry import Registry
 from circuitcheck.spec.base import Strict
+
+CARD_FIX = "regenerate the model card with the script that made the model (models/train_*.py)"
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,8 @@ class DataContext:
     base_dir: Path
     d_vocab: int
     n_ctx: int
+    base_is: str = "the hypothesis file's folder"
+    """How errors name ``base_dir``, the folder a dataset's relative paths resolve against."""
 
 
 class DatasetSpec(Strict):
@@ -37,3 +42,39 @@ def dataset_kind(cls: type[DatasetSpec]) -> type[DatasetSpec]:
     name = cls.model_fields["kind"].default
     cls.kind_name = name
     return dataset_kinds.register(name)(cls)
+
+
+def build_dataset(spec: DatasetSpec, ctx: DataContext) -> TokenBatch:
+    """``spec.build(ctx)``, then the checks every later stage relies on.
+
+    Builders read their parameters from the model card, which is user input: a missing or
+    mistyped task key, or a task vocabulary larger than the model's, must be an error at
+    ``dataset``, not a KeyError or an embedding index error in the middle of a run.
+    """
+    try:
+        batch = spec.build(ctx)
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise PlanError(
+            ("dataset", "kind"),
+            f"cannot build a {spec.kind!r} dataset from the model card's task: {type(err).__name__}: {err}",
+            CARD_FIX,
+        ) from None
+    check_batch(batch, ctx, spec.kind)
+    return batch
+
+
+def check_batch(batch: TokenBatch, ctx: DataContext, kind: str) -> None:
+    tokens = batch.tokens
+    if tokens.numel() == 0:
+        raise PlanError(("dataset",), f"the {kind!r} dataset is empty: tokens of shape {tuple(tokens.shape)}")
+    if batch.seq_len > ctx.n_ctx:
+        raise PlanError(("dataset",), f"the {kind!r} dataset has {batch.seq_len} positions; the model's n_ctx is {ctx.n_ctx}")
+    bad = (tokens < 0) | (tokens >= ctx.d_vocab)
+    if bool(bad.any()):
+        seq, pos = (int(x) for x in bad.nonzero()[0])
+        raise PlanError(
+            ("dataset",),
+            f"token ids must lie in [0, {ctx.d_vocab}) (the model's d_vocab); the {kind!r} dataset has "
+            f"{int(tokens[seq, pos])} at sequence {seq}, position {pos}",
+            "make the model card's task vocabulary match config.d_vocab; " + CARD_FIX,
+        )

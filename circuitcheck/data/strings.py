@@ -48,8 +48,8 @@ class StringsDataset(DatasetSpec):
         if len(strings[0]) > ctx.n_ctx:
             raise PlanError(("dataset", "strings"), f"strings of {len(strings[0])} tokens exceed the model's n_ctx {ctx.n_ctx}")
         weights = torch.tensor(self.weights if self.weights is not None else [1.0] * len(strings), dtype=torch.float64)
-        if len(weights) != len(strings) or (weights < 0).any() or weights.sum() <= 0:
-            raise PlanError(("dataset", "weights"), f"give {len(strings)} non-negative weights, not all zero")
+        if len(weights) != len(strings) or not bool(torch.isfinite(weights).all()) or (weights < 0).any() or weights.sum() <= 0:
+            raise PlanError(("dataset", "weights"), f"give {len(strings)} finite non-negative weights, not all zero")
         gen = torch.Generator().manual_seed(self.seed)
         picks = torch.multinomial(weights, self.n_seqs, replacement=True, generator=gen)
         tokens = encode(strings, vocab)[picks]

@@ -14,13 +14,13 @@ import torch
 
 from circuitcheck.claims.base import CompileContext
 from circuitcheck.data.batch import TokenBatch
-from circuitcheck.data.registry import DataContext
-from circuitcheck.errors import PlanError, SpecError, SpecErrors
+from circuitcheck.data.registry import DataContext, build_dataset
+from circuitcheck.errors import CircuitcheckError, PlanError, SpecError, SpecErrors
 from circuitcheck.plan.interventions import CLEAN, ClaimPlan
 from circuitcheck.plan.positions import resolve_selections
-from circuitcheck.spec.hypothesis import load_hypothesis
+from circuitcheck.spec.hypothesis import load_hypothesis, report_stem
 from circuitcheck.spec.yaml_source import SourceMap
-from circuitcheck.zoo.load import LoadedModel, load
+from circuitcheck.zoo.load import FILE_FOLDER, LoadedModel, load
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class FilePlan:
 
     @property
     def name(self) -> str:
-        return self.spec.name or self.path.stem
+        return report_stem(self.spec, self.path)
 
 
 def _pinned(err: PlanError, smap: SourceMap) -> SpecError:
@@ -46,20 +46,22 @@ def _pinned(err: PlanError, smap: SourceMap) -> SpecError:
 
 
 def compile_file(path: Path, model_override: str | None = None, skip_inapplicable: bool = False) -> FilePlan:
-    """Compile every claim; with ``skip_inapplicable``, claims that do not fit the model (and claims
+    """Compile every claim against the file's ``model:`` (a zoo name, or a path relative to the file's
+    folder) or ``model_override`` (a zoo name, or a path relative to the current directory, as typed
+    on a command line). With ``skip_inapplicable``, claims that do not fit the model (and claims
     derived from them) are left out and listed in ``FilePlan.not_applicable`` instead of raising."""
     spec, smap = load_hypothesis(path)
     base = path.resolve().parent
-    model_ref = model_override or spec.model
-    try:
-        loaded = load(model_ref, base)
-    except Exception as err:
-        if model_override is None:
+    if model_override is not None:  # typed on the command line: relative to where it was typed
+        loaded = load(model_override)
+    else:
+        try:
+            loaded = load(spec.model, base, FILE_FOLDER)
+        except CircuitcheckError as err:
             raise SpecError(smap.locate(("model",)), "model", str(err)) from None
-        raise
     cfg = loaded.model.cfg
     try:
-        batch = spec.dataset.build(DataContext(loaded.card, base, int(cfg.d_vocab), int(cfg.n_ctx)))
+        batch = build_dataset(spec.dataset, DataContext(loaded.card, base, int(cfg.d_vocab), int(cfg.n_ctx)))
         masks = resolve_selections(spec.positions, batch)
     except PlanError as err:
         raise _pinned(err, smap) from None

@@ -6,6 +6,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from circuitcheck.atomic import write_atomic
+
 
 def junit_xml(docs: list[dict[str, Any]]) -> str:
     suites = ET.Element("testsuites", name="circuitcheck")
@@ -33,5 +35,5 @@ def junit_xml(docs: list[dict[str, Any]]) -> str:
 
 def write_junit(docs: list[dict[str, Any]], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(junit_xml(docs))
+    write_atomic(path, junit_xml(docs))  # a CI server polling the file never reads half of it
     return path

@@ -6,13 +6,14 @@ variant's paired difference against the first one, starred where its interval ex
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
 from circuitcheck.report.figures import Figures
+from circuitcheck.report.markdown_escape import md_code, md_text
+from circuitcheck.report.render import run_id_comment, write_stamped
 
 STAR = "*"
 
@@ -79,16 +80,18 @@ def terminal_matrix(doc: dict[str, Any]) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("*", "\\*").replace("\n", " ")
+    """User text made inert (``md_text``), with ``*`` escaped too: the matrix's own star must not turn italic."""
+    return md_text(text).replace("*", "\\*")
 
 
 def comparison_markdown(doc: dict[str, Any]) -> str:
     headers, rows = matrix_rows(doc)
     st = doc["statistics"]
     lines = [
-        f"# circuitcheck comparison: {doc['name']}",
+        f"# circuitcheck comparison: {md_text(doc['name'])}",
         "",
-        f"`{doc['hypothesis_file']}` on {', '.join(f'`{v}`' for v in doc['variants'])}; differences against `{doc['reference']}`.",
+        f"{md_code(doc['hypothesis_file'])} on {', '.join(md_code(v) for v in doc['variants'])}; "
+        f"differences against {md_code(doc['reference'])}.",
         "",
         "| " + " | ".join(map(_md_cell, headers)) + " |",
         "|" + "---|" * len(headers),
@@ -96,21 +99,18 @@ def comparison_markdown(doc: dict[str, Any]) -> str:
         "",
         *(f"- {_md_cell(line)}" for line in footnotes(doc)),
         "",
-        f"Differences: {st['method']}; {st['resamples']} resamples, seed {st['seed']}, {st['confidence']:.0%} two-sided.",
+        f"Differences: {md_text(st['method'])}; {st['resamples']} resamples, seed {st['seed']}, {st['confidence']:.0%} two-sided.",
         "",
         "Each variant's own report (statements, sentences, self-checks, provenance) is in the JSON and HTML reports.",
         "",
     ]
+    if "run_id" in doc:
+        lines += [run_id_comment(doc["run_id"]), ""]
     return "\n".join(lines)
 
 
 def write_comparison(doc: dict[str, Any], report_dir: Path, figures: dict[str, Figures] | None = None) -> list[Path]:
-    """``<name>.md``, ``<name>.json`` and ``<name>.html`` for a comparison document."""
-    from circuitcheck.report.compare_html import comparison_html
+    """``<name>.md``, ``<name>.json`` and ``<name>.html`` of a comparison document, sharing one ``run_id``."""
+    from circuitcheck.report.compare_html import comparison_html  # compare_html reads this module's texts
 
-    report_dir.mkdir(parents=True, exist_ok=True)
-    paths = [report_dir / f"{doc['name']}.{ext}" for ext in ("md", "json", "html")]
-    paths[0].write_text(comparison_markdown(doc))
-    paths[1].write_text(json.dumps(doc, indent=2) + "\n")
-    paths[2].write_text(comparison_html(doc, figures or {}))
-    return paths
+    return write_stamped(doc, report_dir, comparison_markdown, lambda d: comparison_html(d, figures or {}))

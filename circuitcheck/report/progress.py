@@ -32,6 +32,7 @@ class Tracker:
         self.console = console
         self._progress: Any = None
         self._task: Any = None
+        self._label = ""
 
     def __enter__(self) -> Tracker:
         if self.enabled:
@@ -62,11 +63,18 @@ class Tracker:
         if self._progress is None:
             yield
             return
+        self._label = label
         self._progress.update(self._task, description=label)
         try:
             yield
         finally:
             self._progress.advance(self._task)
+
+    def note(self, detail: str) -> None:
+        """Say what the running step is doing now ("variant runs: 1200 passes"), so a long step
+        shows it is alive; a no-op when disabled. Cheap enough to call often."""
+        if self._progress is not None:
+            self._progress.update(self._task, description=f"{self._label}: {detail}")
 
     def advance(self) -> None:
         """Count a step as done without running it (a variant that was skipped)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +90,52 @@ def first_nonfinite_hook(model: Any, tokens: torch.Tensor) -> str | None:
     return seen[0] if seen else None
 
 
-def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS, resume: bool = True) -> FileResult:
+class PassCounter:
+    """Counts forward passes as they finish and tells ``progress`` at most every ``every`` seconds.
+
+    A run can be thousands of small passes (``--max-rows 1``: one per sequence and variant); a
+    progress line that only names the step looks hung. Every pass, from the tokens or resumed from
+    the cache, ends in the unembedding, so one forward hook there counts them all."""
+
+    def __init__(self, progress: Callable[[str], None], every: float = 0.2) -> None:
+        self.progress = progress
+        self.every = every
+        self.stage = ""
+        self.passes = 0
+        self.rows = 0
+        self._last = 0.0
+
+    def enter(self, stage: str) -> None:
+        self.stage = stage
+        self._tell()
+
+    def count(self, module: Any, args: Any, out: Any) -> None:
+        self.passes += 1
+        self.rows += int(out.shape[0])
+        if time.perf_counter() - self._last >= self.every:
+            self._tell()
+
+    def _tell(self) -> None:
+        self._last = time.perf_counter()
+        self.progress(f"{self.stage}: {self.passes} forward passes, {self.rows} rows so far")
+
+
+@contextmanager
+def counting_passes(model: Any, progress: Callable[[str], None] | None) -> Iterator[PassCounter]:
+    counter = PassCounter(progress or (lambda _: None))
+    handle = model.unembed.register_forward_hook(counter.count) if progress is not None else None
+    try:
+        yield counter
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
+def run_file(
+    plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS, resume: bool = True, progress: Callable[[str], None] | None = None
+) -> FileResult:
+    """Run every variant the plan's claims need, self-check, and score; ``progress`` hears what the
+    run is doing (a stage and a count of forward passes) a few times a second."""
     start = time.perf_counter()
     model = plan.loaded.model
     unique: dict[Variant, int] = {}
@@ -106,14 +153,17 @@ def run_file(plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS, resume: bool = Tr
     capture |= {h for v in runs for e in v.edits if e.path for h in (e.path.resid, e.path.sender.hook)}
     capture |= resume_hooks(model)
 
-    with torch.no_grad():
+    with torch.no_grad(), counting_passes(model, progress) as passes:
         t0 = time.perf_counter()
+        passes.enter(f"clean run of {len(plan.batch.tokens)} sequences")
         clean_logits, cache = clean_run(model, plan.batch.tokens, capture, max_rows)
         _check_finite(CLEAN, clean_logits, model, plan.batch.tokens)
         data = EngineInputs(plan.inputs, plan.masks)
         t1 = time.perf_counter()
+        passes.enter(f"{len(runs)} variant runs, at most {max_rows} rows a pass")
         outs = run_variants(model, runs, data, Replacements(cache, model, plan.masks), max_rows, resume=resume)
         t2 = time.perf_counter()
+        passes.enter("scoring claims")
     by_variant = dict(zip(runs, outs, strict=True))
     for variant, logits in by_variant.items():
         _check_finite(variant.describe(), logits)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
-    """Frozen, and unknown keys are errors: a typo never becomes a silent default."""
+    """Frozen, and unknown keys are errors: a typo never becomes a silent default.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Numbers are finite: a threshold, margin or tolerance of ``.nan`` or ``.inf``
+    cannot be passed or failed meaningfully.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Threshold(Strict):
@@ -76,6 +82,9 @@ class PositionSelection(Strict):
         return self
 
 
+
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
+"""A random seed: torch's generators take at most 64 bits, so a larger one would fail mid-run."""
 
 ClaimId = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$", description="Unique id, e.g. T1")
 

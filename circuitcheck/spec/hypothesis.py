@@ -10,11 +10,14 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
-from circuitcheck.errors import SpecError, SpecErrors
+from circuitcheck.errors import MAX_SHOWN_ERRORS, SpecError, SpecErrors
 from circuitcheck.plugins import load_extensions
 from circuitcheck.spec.base import PositionSelection, Statistics, Strict
 from circuitcheck.spec.yaml_source import SourceMap, read_yaml
 
+REPORT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+"""A report name is one file name: no separators, no leading dot, no control characters, at most 100 characters."""
+_REPORT_NAME = re.compile(REPORT_NAME.removesuffix("$") + r"\Z")
 _COMPONENT = re.compile(r"^(embed|pos_embed|\d+\.\d+|(attn|mlp)\d+|[A-Za-z0-9_.]*hook_[A-Za-z0-9_]+)$")
 _SELECTION_FIELDS = ("positions", "ablate_at", "patch_at")
 _COMPONENT_FIELDS = ("components", "patch")
@@ -22,7 +25,10 @@ _COMPONENT_FIELDS = ("components", "patch")
 
 class HypothesisBase(Strict):
     version: Literal[1] = Field(description="File format version")
-    name: str | None = Field(default=None, description="Report name; defaults to the file name")
+    name: str | None = Field(
+        default=None, pattern=REPORT_NAME,
+        description="Report name: reports are written as <name>.md, .json, .html; defaults to the file name",
+    )
     model: str = Field(description="Zoo model name, or a directory holding card.json")
     variants: list[str] | None = Field(
         default=None, min_length=2,
@@ -40,6 +46,19 @@ class HypothesisBase(Strict):
                 raise ValueError(f"claim id {claim.id!r} is used twice; ids must be unique")
             seen.add(claim.id)
         return self
+
+
+def report_stem(spec: HypothesisBase, path: Path) -> str:
+    """The file name (without suffix) of the reports for ``spec``, read from ``path``.
+
+    ``name`` is checked when the file loads; the default, the file's own stem, is
+    made safe the same way: runs of other characters become '-', and a stem that
+    is still unusable (``.yaml``, a stem of dots) becomes ``hypothesis``.
+    """
+    if spec.name is not None:
+        return spec.name
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).lstrip("._-")[:100]
+    return stem if _REPORT_NAME.match(stem) else "hypothesis"
 
 
 def _tagged_union(kinds: list[type]) -> Any:
@@ -115,8 +134,22 @@ def _at(data: Any, path: tuple[str | int, ...]) -> Any:
     return data
 
 
+_PATTERN_HELP = {
+    REPORT_NAME: (
+        "a report name must be one file name of at most 100 characters: a letter or digit, "
+        "then letters, digits, '-', '_' or '.'",
+        "use letters, digits, '-', '_' and '.', e.g. 'trigram'",
+    ),
+}
+_NOT_FINITE_FIX = "write a finite number: a bound of .nan or .inf cannot be passed or failed meaningfully"
+
+
 def _message(err: Any) -> tuple[str, str | None]:
     kind, loc = err["type"], err["loc"]
+    if kind == "string_pattern_mismatch" and err["ctx"]["pattern"] in _PATTERN_HELP:
+        return _PATTERN_HELP[err["ctx"]["pattern"]]
+    if kind == "finite_number":
+        return "expected a finite number", _NOT_FINITE_FIX
     if kind == "extra_forbidden":
         guess = difflib.get_close_matches(str(loc[-1]), sorted(_known_keys()), n=1)
         fix = f"did you mean {guess[0]!r}?" if guess else "remove it; `circuitcheck schema` lists the allowed keys"
@@ -131,9 +164,14 @@ def _message(err: Any) -> tuple[str, str | None]:
     return msg, None
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _validation_errors(exc: ValidationError, data: Any, smap: SourceMap) -> list[SpecError]:
     errors = []
-    for err in exc.errors():
+    for err in exc.errors()[:MAX_SHOWN_ERRORS]:
         path = _data_path(data, err["loc"])
         message, fix = _message(err)
         if err["type"] == "union_tag_invalid" and isinstance(_at(data, path), dict) and "kind" in _at(data, path):
@@ -141,7 +179,10 @@ def _validation_errors(exc: ValidationError, data: Any, smap: SourceMap) -> list
         where = smap.locate(path, key=err["type"] == "extra_forbidden")
         got = err.get("input")
         if err["type"] not in ("missing", "extra_forbidden", "union_tag_invalid") and not isinstance(got, (dict, list)):
-            message += f", got {got!r}"
+            message += f", got {_shown(got)}"
+        if isinstance(got, bool) and path in smap.booleans:
+            text = smap.booleans[path]
+            fix = f"YAML reads unquoted {text} as the boolean {str(got).lower()}; quote it: '{text}'"
         errors.append(SpecError(where, ".".join(map(str, path)), message, fix))
     return errors
 
@@ -194,7 +235,8 @@ def load_hypothesis(path: Path) -> tuple[Any, SourceMap]:
     try:
         spec = hypothesis_model().model_validate(data)
     except ValidationError as exc:
-        raise SpecErrors(_validation_errors(exc, data, smap)) from None
+        errors = _validation_errors(exc, data, smap)
+        raise SpecErrors(errors, omitted=exc.error_count() - len(errors)) from None
     errors = _reference_errors(spec, smap)
     if errors:
         raise SpecErrors(errors)

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from circuitcheck.atomic import exclusive_lock, write_atomic
 from circuitcheck.errors import CircuitcheckError
 from circuitcheck.report.document import summarize
 
@@ -28,15 +29,20 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def update_baseline(path: Path, docs: list[dict[str, Any]]) -> Path:
-    """Write (or merge into) ``path`` the estimates of every claim in ``docs``."""
-    data: dict[str, Any] = _read(path) if path.exists() else {"schema_version": BASELINE_SCHEMA, "files": {}}
-    for doc in docs:
-        data["files"][doc["name"]] = {
-            "checkpoint_sha256": doc["provenance"]["checkpoint_sha256"],
-            "claims": {c["id"]: {"estimate": c["estimate"], "ci_low": c["ci_low"], "ci_high": c["ci_high"]} for c in doc["claims"]},
-        }
+    """Write (or merge into) ``path`` the estimates of every claim in ``docs``.
+
+    Read, merge and write happen under a lock, so two runs updating one baseline both land; the write is
+    atomic, so a crash leaves the previous baseline whole.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    with exclusive_lock(path.parent / f".{path.name}.lock"):
+        data: dict[str, Any] = _read(path) if path.exists() else {"schema_version": BASELINE_SCHEMA, "files": {}}
+        for doc in docs:
+            data["files"][doc["name"]] = {
+                "checkpoint_sha256": doc["provenance"]["checkpoint_sha256"],
+                "claims": {c["id"]: {"estimate": c["estimate"], "ci_low": c["ci_low"], "ci_high": c["ci_high"]} for c in doc["claims"]},
+            }
+        write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
 
 

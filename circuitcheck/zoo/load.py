@@ -2,6 +2,10 @@
 
 A model directory holds ``card.json`` (config + checkpoint file name + facts) and the
 checkpoint. Only safetensors or ``torch.load(weights_only=True)`` are ever used.
+
+Relative paths resolve against a stated folder, and every error says which: a ``--model`` on
+the command line against the current directory, a ``model:`` in a hypothesis file against that
+file's folder, and a card's ``checkpoint`` against the card's own folder, which it must not leave.
 """
 
 from __future__ import annotations
@@ -17,9 +21,16 @@ import torch
 
 from circuitcheck.errors import ModelLoadError
 from circuitcheck.zoo.build import build_bridge
+from circuitcheck.zoo.tensor_files import PLAIN_TENSORS_FIX, UnreadableTensors, read_tensors
 
 CARD_NAME = "card.json"
 FORMATS = ("tl-native", "hooked-transformer")
+CURRENT_DIRECTORY = "the current directory"
+FILE_FOLDER = "the hypothesis file's folder"
+CARD_PATHS = ("checkpoint",)
+"""The card keys that name files; each resolves against the card's folder and must stay inside it."""
+SHOWN = 3
+"""How many mismatching parameters a load error lists before counting the rest."""
 
 
 def zoo_root() -> Path:
@@ -35,37 +46,86 @@ def zoo_names() -> list[str]:
     return sorted(p.parent.name for p in root.glob(f"*/{CARD_NAME}"))
 
 
-def resolve_model_dir(name_or_path: str, base: Path | None = None) -> Path:
-    """A zoo name, or a directory/card path (relative to ``base`` if given)."""
-    candidates = []
-    if "/" not in name_or_path and not name_or_path.startswith("."):
-        candidates.append(zoo_root() / name_or_path)
+def _anchor(base: Path | None, base_is: str | None) -> tuple[Path, str]:
+    """The folder a relative model path resolves against, and how errors name it."""
+    cwd = Path.cwd()
+    if base is None:
+        return cwd, CURRENT_DIRECTORY
+    if base_is is None:  # callers that pass the current directory need not say so
+        base_is = CURRENT_DIRECTORY if base.resolve() == cwd.resolve() else FILE_FOLDER
+    return base, base_is
+
+
+def resolve_model_dir(name_or_path: str, base: Path | None = None, base_is: str | None = None) -> Path:
+    """A zoo name, or a directory/card path relative to ``base`` (default: the current directory).
+
+    ``base_is`` names ``base`` in errors ("the hypothesis file's folder").
+    """
+    folder, label = _anchor(base, base_is)
+    is_name = "/" not in name_or_path and not name_or_path.startswith(".")
+    candidates = [zoo_root() / name_or_path] if is_name else []
     raw = Path(name_or_path)
-    candidates.append(raw if raw.is_absolute() or base is None else base / raw)
+    as_path = raw if raw.is_absolute() else folder / raw
+    candidates.append(as_path)
     for cand in candidates:
         if cand.is_file() and cand.name == CARD_NAME:
             return cand.parent
         if (cand / CARD_NAME).is_file():
             return cand
     known = ", ".join(zoo_names()) or "none found"
+    where = "" if raw.is_absolute() else f" (resolved against {label} {folder})"
     raise ModelLoadError(
-        f"no model {name_or_path!r}: expected a zoo name or a directory holding {CARD_NAME}. "
-        f"Zoo models: {known}."
+        f"no model {name_or_path!r}: {'not a zoo name, and ' if is_name else ''}{os.path.normpath(as_path)}{where} "
+        f"holds no {CARD_NAME}. Zoo models: {known}."
     )
 
 
-def load_zoo_card(name_or_path: str, base: Path | None = None) -> dict[str, Any]:
-    path = resolve_model_dir(name_or_path, base) / CARD_NAME
+def card_file(model_dir: Path, card: dict[str, Any], key: str) -> Path:
+    """A path the card names, resolved against the card's folder; refused if it leaves that folder
+    (an absolute path, ``..``, or a link out), so a card cannot make us read /etc/passwd."""
+    value = card[key]
+    folder = model_dir.resolve()
+    try:
+        target = (folder / value).resolve()
+    except (ValueError, OSError) as err:  # a NUL byte, a link loop
+        raise ModelLoadError(f"{model_dir / CARD_NAME}: {key} {value!r:.80} is not a usable path: {err}") from None
+    # ".." is refused even when it comes back in: a card's paths name files in its folder, nothing else
+    why = (
+        "is an absolute path" if Path(value).is_absolute()
+        else "goes through '..'" if ".." in Path(value).parts
+        else f"resolves to {target}, outside the folder (through a link)" if not target.is_relative_to(folder)
+        else ""
+    )
+    if why:
+        raise ModelLoadError(
+            f"{model_dir / CARD_NAME}: {key} {value!r} {why}; a card's paths resolve against its own folder "
+            f"{folder} and must stay inside it\n"
+            f"  fix: put the file in {folder} and give its name, e.g. \"{key}\": \"model.safetensors\""
+        )
+    return target
+
+
+def load_zoo_card(name_or_path: str, base: Path | None = None, base_is: str | None = None) -> dict[str, Any]:
+    model_dir = resolve_model_dir(name_or_path, base, base_is)
+    path = model_dir / CARD_NAME
     try:
         card = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelLoadError(f"{path}: cannot read model card: {err}") from None
+    if not isinstance(card, dict):
+        raise ModelLoadError(f"{path}: a model card is a JSON object, got {type(card).__name__}")
+    expected = {"config": dict, "checkpoint": str, "format": str, "task": dict, "name": str}
     for key in ("config", "checkpoint"):
         if key not in card:
             raise ModelLoadError(f"{path}: model card lacks {key!r}")
+    for key, kind in expected.items():
+        if key in card and not isinstance(card[key], kind):
+            raise ModelLoadError(f"{path}: {key} must be a JSON {'object' if kind is dict else 'string'}, got {card[key]!r:.60}")
     card.setdefault("format", "tl-native")
     if card["format"] not in FORMATS:
         raise ModelLoadError(f"{path}: format must be one of {FORMATS}, got {card['format']!r}")
+    for key in CARD_PATHS:
+        card_file(model_dir, card, key)
     return dict(card)
 
 
@@ -95,13 +155,25 @@ _LOADED: dict[tuple[str, str, str], LoadedModel] = {}
 suite share one model, and a changed card or checkpoint is loaded afresh. Nothing writes to a loaded model."""
 
 
-def load(name_or_path: str, base: Path | None = None) -> LoadedModel:
-    model_dir = resolve_model_dir(name_or_path, base)
-    card = load_zoo_card(str(model_dir))
-    ckpt = model_dir / card["checkpoint"]
+def checkpoint_of(model_dir: Path, card: dict[str, Any]) -> Path:
+    """The card's checkpoint file, inside the model folder and present."""
+    ckpt = card_file(model_dir, card, "checkpoint")
     if not ckpt.is_file():
-        raise ModelLoadError(f"{model_dir / CARD_NAME}: checkpoint {ckpt} does not exist")
-    key = (str(model_dir.resolve()), (model_dir / CARD_NAME).read_text(), sha256_file(ckpt))
+        raise ModelLoadError(
+            f"{model_dir / CARD_NAME}: checkpoint {card['checkpoint']!r} does not exist "
+            f"(resolved against the model folder {model_dir.resolve()} to {ckpt})"
+        )
+    return ckpt
+
+
+def load(name_or_path: str, base: Path | None = None, base_is: str | None = None) -> LoadedModel:
+    model_dir = resolve_model_dir(name_or_path, base, base_is)
+    card = load_zoo_card(str(model_dir))
+    ckpt = checkpoint_of(model_dir, card)
+    try:
+        key = (str(model_dir.resolve()), (model_dir / CARD_NAME).read_text(), sha256_file(ckpt))
+    except OSError as err:  # unreadable (permissions, a directory named like the file)
+        raise ModelLoadError(f"{err.filename or ckpt}: cannot read: {err.strerror or err}") from None
     if key not in _LOADED:
         _LOADED[key] = _build(model_dir, card, ckpt, key[2])
     return _LOADED[key]
@@ -110,10 +182,11 @@ def load(name_or_path: str, base: Path | None = None) -> LoadedModel:
 def _build(model_dir: Path, card: dict[str, Any], ckpt: Path, digest: str) -> LoadedModel:
     try:
         model = build_bridge(card["config"])
-    except (TypeError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - the config is user input; whatever it breaks is a load error
         raise ModelLoadError(f"{model_dir / CARD_NAME}: bad config: {err}") from None
     state = _read_state_dict(ckpt, card, model.cfg)
-    _load_strict(model, state, ckpt)
+    _check_finite(state, ckpt)
+    _load_strict(model, state, ckpt, model_dir / CARD_NAME)
     model.train(False)  # inference mode: no dropout; never Python eval
     for param in model.parameters():
         param.requires_grad_(False)
@@ -122,27 +195,42 @@ def _build(model_dir: Path, card: dict[str, Any], ckpt: Path, digest: str) -> Lo
 
 def _read_state_dict(ckpt: Path, card: dict[str, Any], cfg: Any) -> dict[str, torch.Tensor]:
     try:
-        if ckpt.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(ckpt))
-        else:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any reader failure is a load error for the user
-        raise ModelLoadError(f"{ckpt}: cannot read checkpoint: {err}") from None
+        state = read_tensors(ckpt)
+    except UnreadableTensors as err:
+        raise ModelLoadError(f"{ckpt}: cannot read checkpoint: {err}\n  fix: {PLAIN_TENSORS_FIX}") from None
     if not isinstance(state, dict):
-        raise ModelLoadError(f"{ckpt}: expected a state dict, got {type(state).__name__}")
+        raise ModelLoadError(f"{ckpt}: expected a state dict, got {type(state).__name__}\n  fix: {PLAIN_TENSORS_FIX}")
+    not_tensors = sorted(str(k) for k, v in state.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:
+        raise ModelLoadError(f"{ckpt}: expected a dict of tensors; {not_tensors[0]!r:.80} is not a tensor\n  fix: {PLAIN_TENSORS_FIX}")
     if card["format"] == "hooked-transformer":
         from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
 
         try:
             state = convert_tl_checkpoint(state, cfg)
-        except (ValueError, RuntimeError) as err:
+        except (ValueError, RuntimeError, KeyError) as err:
             raise ModelLoadError(f"{ckpt}: HookedTransformer checkpoint does not match its config: {err}") from None
     return state
 
 
-def _load_strict(model: Any, state: dict[str, torch.Tensor], ckpt: Path) -> None:
+def _check_finite(state: dict[str, torch.Tensor], ckpt: Path) -> None:
+    """NaN or inf weights make every result meaningless; say which file and parameter, before any run."""
+    for name in sorted(state):
+        t = state[name]
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            n_bad = int((~torch.isfinite(t)).sum())
+            raise ModelLoadError(
+                f"{ckpt}: parameter {name!r} has {n_bad} non-finite value(s) (NaN or inf); the checkpoint is corrupt "
+                "or its training diverged\n  fix: use a checkpoint saved before the divergence, or retrain"
+            )
+
+
+def _listed(items: list[str]) -> str:
+    more = f" (and {len(items) - SHOWN} more)" if len(items) > SHOWN else ""
+    return ", ".join(items[:SHOWN]) + more
+
+
+def _load_strict(model: Any, state: dict[str, torch.Tensor], ckpt: Path, card_path: Path) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -152,17 +240,22 @@ def _load_strict(model: Any, state: dict[str, torch.Tensor], ckpt: Path) -> None
         if state[k].shape != expected[k].shape
     ]
     problems = []
-    if missing:
-        problems.append(f"missing from checkpoint: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"not in the config's model: {', '.join(unexpected)}")
     if wrong_shape:
-        problems.append("shape mismatch: " + "; ".join(wrong_shape))
-    if problems:
-        hint = ""
-        if any(k.startswith("ln_final") for k in missing + unexpected):
-            hint = " (a final-norm mismatch: set config.final_norm to 'none' or 'same')"
+        problems.append("shape mismatch: " + _listed(wrong_shape))
+    if missing:
+        problems.append(f"missing from checkpoint: {_listed(missing)}")
+    if unexpected:
+        problems.append(f"not in the config's model: {_listed(unexpected)}")
+    if not problems:
+        model.load_state_dict(state, strict=True)
+        return
+    if not wrong_shape and all(k.startswith("ln_final") for k in missing + unexpected):
         raise ModelLoadError(
-            f"{ckpt}: checkpoint does not match its config{hint}: " + "; ".join(problems)
+            f"{ckpt}: checkpoint does not match its config (a final-norm mismatch: set config.final_norm to "
+            f"'none' or 'same' in {card_path}): " + "; ".join(problems)
         )
-    model.load_state_dict(state, strict=True)
+    raise ModelLoadError(
+        f"{ckpt}: checkpoint does not match the architecture in {card_path} (a checkpoint of a different model?): "
+        + "; ".join(problems)
+        + "\n  fix: point the card's checkpoint at weights trained with this config, or give the config they were trained with"
+    )
