@@ -204,6 +204,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     if args.out and Path(args.out).exists() and not args.force:
         raise CircuitcheckError(f"{args.out} exists; pass --force to overwrite it")
+    if args.out:
+        from circuitcheck.atomic import probe_writable
+
+        with _writing("scaffold", "pass -o a path in a writable folder"):
+            probe_writable(Path(args.out).parent)  # before the model loads
     return _write_or_print(scaffold(load(args.model, Path.cwd()), args.model), args.out, "scaffold")
 
 

@@ -199,6 +199,10 @@ CASES = [
     Case("model-flag-cwd", ["run", "sub/h.yaml", "--model", "copy", "--report-dir", "../reports", "--quiet"],
          both(lambda cwd: (cwd / "sub").mkdir(), write("sub/h.yaml", hypothesis()), model_copy()), 0, "reports:"),
     # 7. smaller
+    Case("negative-dataset-seed", VALIDATE, write("h.yaml", hypothesis(dataset="{kind: trigram, n_seqs: 40, seed: -1, density: 0.05}")),
+         2, "seed"),
+    Case("init-out-unwritable", ["init", "--model", "trigram", "-o", "h.yaml/new.yaml"], write("h.yaml", hypothesis()),
+         2, "cannot write the scaffold", seconds=30),
     Case("max-rows-abc", ["run", "h.yaml", "--max-rows", "abc"], write("h.yaml", hypothesis()), 2, "whole number"),
     Case("compare-same-model", ["compare", "h.yaml", "--model", "trigram", "--model", str(TRIGRAM),
                                 "--report-dir", "../reports", "--quiet"], write("h.yaml", hypothesis()), 2, "same checkpoint"),
@@ -240,3 +244,14 @@ def test_markdown_report_escapes_user_text(tmp_path: Path) -> None:
     assert "<script>alert" not in html
     json_doc = json.loads((reports / "hostile.json").read_text())
     assert json_doc["claims"][0]["statement"].startswith("<script>")  # JSON keeps the text as written
+
+
+def test_scaffold_of_a_model_with_an_unsafe_name_validates(tmp_path: Path) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    model_copy(lambda card: card.update(name="my model/v2"))(cwd)
+    proc, _ = run_cli(["init", "--model", "copy", "-o", "scaffold.yaml"], cwd, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "my-model-v2-hypotheses" in (cwd / "scaffold.yaml").read_text()
+    proc, _ = run_cli(["validate", "scaffold.yaml"], cwd, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -28,6 +28,7 @@ from pydantic import Field
 from circuitcheck.data.batch import TokenBatch
 from circuitcheck.data.registry import DataContext, DatasetSpec, dataset_kind
 from circuitcheck.errors import PlanError
+from circuitcheck.spec.base import Seed
 
 WORDS: tuple[str, ...] = (
     "the", "and", "for", "you", "was", "are", "not", "but", "his", "she",
@@ -158,7 +159,7 @@ class CaesarDataset(DatasetSpec):
 
     kind: Literal["caesar"] = "caesar"
     n_seqs: int = Field(gt=0, le=100_000)
-    seed: int
+    seed: Seed
     mode: Mode | None = None
     seq_len: int | None = Field(default=None, gt=0)
 

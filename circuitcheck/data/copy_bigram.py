@@ -18,6 +18,7 @@ from pydantic import Field
 from circuitcheck.data.batch import NO_TARGET, TokenBatch
 from circuitcheck.data.registry import DataContext, DatasetSpec, dataset_kind
 from circuitcheck.errors import PlanError
+from circuitcheck.spec.base import Seed
 
 ROLE_NAMES = ("none", "bigram", "copy", "random")
 
@@ -50,7 +51,7 @@ class CopyBigramDataset(DatasetSpec):
 
     kind: Literal["copy_bigram"] = "copy_bigram"
     n_seqs: int = Field(gt=0, le=100_000)
-    seed: int
+    seed: Seed
 
     def build(self, ctx: DataContext) -> TokenBatch:
         task = ctx.model_card.get("task") or {}

@@ -10,6 +10,7 @@ from circuitcheck.data.batch import TokenBatch
 from circuitcheck.data.registry import DataContext, DatasetSpec, dataset_kind
 from circuitcheck.data.trigram import generate_trigram_batch, make_trigram_set
 from circuitcheck.errors import PlanError
+from circuitcheck.spec.base import Seed
 
 
 @dataset_kind
@@ -18,7 +19,7 @@ class TrigramDataset(DatasetSpec):
 
     kind: Literal["trigram"] = "trigram"
     n_seqs: int = Field(gt=0, le=100_000)
-    seed: int
+    seed: Seed
     density: float = Field(gt=0.0, lt=1.0)
     seq_len: int | None = Field(default=None, gt=2)
     plant: Literal["all", "repeated"] = Field(

@@ -16,6 +16,7 @@ from pydantic import Field
 from circuitcheck.data.batch import TokenBatch, next_tokens_of
 from circuitcheck.data.registry import DataContext, DatasetSpec, dataset_kind
 from circuitcheck.errors import PlanError
+from circuitcheck.spec.base import Seed
 
 
 def encode(strings: list[str] | list[list[str]], vocab: list[str]) -> torch.Tensor:
@@ -30,7 +31,7 @@ class StringsDataset(DatasetSpec):
 
     kind: Literal["strings"] = "strings"
     n_seqs: int = Field(gt=0, le=100_000)
-    seed: int
+    seed: Seed
     strings: list[str] | None = Field(default=None, min_length=1, description="Defaults to the model card's task.strings")
     weights: list[float] | None = Field(default=None, description="Sampling weights, one per string (default uniform)")
 

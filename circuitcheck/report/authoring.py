@@ -12,12 +12,12 @@ import json
 import typing
 from typing import Any
 
-from circuitcheck.data.registry import DataContext, dataset_kinds
+from circuitcheck.data.registry import DataContext, build_dataset, dataset_kinds
 from circuitcheck.errors import CircuitcheckError
 from circuitcheck.metrics import metrics
 from circuitcheck.plan.components import available_hooks, model_components
 from circuitcheck.plugins import load_extensions
-from circuitcheck.spec.hypothesis import hypothesis_model
+from circuitcheck.spec.hypothesis import hypothesis_model, safe_report_name
 from circuitcheck.zoo.load import LoadedModel
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -56,7 +56,7 @@ def dataset_stanza(loaded: LoadedModel) -> tuple[dict[str, Any], Any]:
     for kind in kinds:
         stanza = _candidate(kind)
         try:
-            return stanza, dataset_kinds.get(kind).model_validate(stanza).build(ctx)
+            return stanza, build_dataset(dataset_kinds.get(kind).model_validate(stanza), ctx)
         except (CircuitcheckError, ValueError, TypeError, KeyError, OSError):
             continue
     raise CircuitcheckError(f"model {loaded.name!r}: no registered dataset kind builds data for it; write the dataset stanza by hand")
@@ -88,7 +88,7 @@ def scaffold(loaded: LoadedModel, model_ref: str) -> str:
         f"# Metrics: {', '.join(metrics.names())}",
         f"# Dataset roles: {', '.join(roles) or 'none'}",
         "version: 1",
-        f"name: {_flow(loaded.name + '-hypotheses')}",
+        f"name: {_flow(safe_report_name(loaded.name + '-hypotheses'))}",
         f"model: {_flow(model_ref)}",
         "dataset:",
         *(f"  {k}: {_flow(v)}" for k, v in stanza.items()),

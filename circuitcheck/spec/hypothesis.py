@@ -55,9 +55,12 @@ def report_stem(spec: HypothesisBase, path: Path) -> str:
     made safe the same way: runs of other characters become '-', and a stem that
     is still unusable (``.yaml``, a stem of dots) becomes ``hypothesis``.
     """
-    if spec.name is not None:
-        return spec.name
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).lstrip("._-")[:100]
+    return spec.name if spec.name is not None else safe_report_name(path.stem)
+
+
+def safe_report_name(text: str) -> str:
+    """``text`` made into a valid report name: runs of other characters become '-', leading '._-' go."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).lstrip("._-")[:100]
     return stem if _REPORT_NAME.match(stem) else "hypothesis"
 
 
