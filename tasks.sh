@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two README commands. Each sets up .venv (once) and then does its job:
 #   ./tasks.sh suite   run the seed hypothesis suite on the zoo models, writing reports/
-#   ./tasks.sh test    ruff, mypy and the test suite
+#   ./tasks.sh test    ruff, mypy, the import-layer contracts and the test suite
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${CIRCUITCHECK_VENV:-.venv}"
@@ -32,6 +32,7 @@ case "${1:-}" in
         shift
         "$VENV/bin/ruff" check .
         "$VENV/bin/mypy"
+        "$VENV/bin/lint-imports"
         "$VENV/bin/pytest" "$@"
         ;;
     *)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from circuitcheck.api import MAX_ROWS_HELP, positive_whole_number
 from circuitcheck.errors import CircuitcheckError
 from circuitcheck.report.progress import Tracker, progress_wanted
 
@@ -66,7 +67,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         plan = compile_file(Path(args.file), args.model)
     cfg = plan.loaded.model.cfg
     print(f"file: {plan.path}\nmodel: {plan.loaded.name} ({plan.loaded.checkpoint}, sha256 {plan.loaded.checkpoint_sha256[:12]})")
-    print(f"  {cfg.n_layers} layer(s), {cfg.n_heads} head(s), d_model {cfg.d_model}; components: {', '.join(model_components(plan.loaded.model))}")
+    print(f"  {cfg.n_layers} layer(s), {cfg.n_heads} head(s), d_model {cfg.d_model}; components: {', '.join(map(str, model_components(plan.loaded.model)))}")
     print(f"dataset: {plan.batch.n_seqs} sequences x {plan.batch.seq_len} positions; {dict(plan.batch.params)}")
     print("positions: " + ", ".join(f"{name} ({int(mask.sum())})" for name, mask in plan.masks.items()))
     for claim in plan.claims:
@@ -81,31 +82,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[dict], tracker: Tracker) -> int:
-    from circuitcheck.plan.compile import compile_file
-    from circuitcheck.report.document import build_document
-    from circuitcheck.report.figures import attention_figures
-    from circuitcheck.report.render import terminal_table, write_reports
-    from circuitcheck.run.execute import run_file
+    from circuitcheck.api import check
 
-    with tracker.step(f"loading and compiling {path}"):
-        plan = compile_file(path, args.model)
-    with tracker.step(f"running {len(plan.claims)} claims of {path}"):
-        result = run_file(plan, max_rows=args.max_rows, resume=args.resume, progress=tracker.note)
-    doc = build_document(result, argv)
-    if args.baseline:
-        from circuitcheck.verdict.baseline import apply_baseline
-
-        apply_baseline(doc, Path(args.baseline), {c.id: c.regression_tolerance for c in plan.spec.claims})
-    docs.append(doc)
+    report = check(path, args.model, max_rows=args.max_rows, resume=args.resume, baseline=args.baseline or None, argv=argv,
+                   tracker=tracker)
+    docs.append(report.document)
     with _writing("reports"):
-        written = write_reports(doc, Path(args.report_dir), attention_figures(result))
+        written = report.write(args.report_dir)
     if not args.quiet:
-        print(terminal_table(doc))
-        for claim in doc["claims"]:
-            if claim["as_expected"] is not True:
-                print(f"  {claim['id']} {claim['verdict']}: {claim['sentence']}")
-    print(f"reports: {', '.join(map(str, written))} ({result.seconds:.1f}s)")
-    return int(doc["summary"]["exit_code"])
+        print(report)
+        for claim in report.claims.values():
+            if claim.as_expected is not True:
+                print(f"  {claim.claim_id} {claim.verdict}: {claim.sentence}")
+    print(f"reports: {', '.join(map(str, written))} ({report.result.seconds:.1f}s)")
+    return report.exit_code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -156,26 +146,21 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from circuitcheck.api import compare
     from circuitcheck.atomic import probe_writable
-    from circuitcheck.compare import compare_file, comparison_document
-    from circuitcheck.report.figures import attention_figures
-    from circuitcheck.report.matrix import terminal_matrix, write_comparison
 
     with _writing("reports", "pass --report-dir with a writable folder"):
         probe_writable(Path(args.report_dir))  # before any model loads: fail in a second, not after the run
     n_models = len(args.model) or 2
     with Tracker(2 * n_models, progress_wanted(args.quiet)) as tracker:
-        found = compare_file(
-            Path(args.file), args.model, args.max_rows, _argv(args, args.file), tracker, resume=args.resume, models_base=Path.cwd()
-        )
-    doc = comparison_document(found)
-    figures = {v.model: attention_figures(v.result) for v in found.variants if v.result is not None}
+        report = compare(Path(args.file), args.model, max_rows=args.max_rows, resume=args.resume, models_base=Path.cwd(),
+                         argv=_argv(args, args.file), tracker=tracker)
     with _writing("reports"):
-        written = write_comparison(doc, Path(args.report_dir), figures)
+        written = report.write(args.report_dir)
     if not args.quiet:
-        print(terminal_matrix(doc))
+        print(report)
     print(f"reports: {', '.join(map(str, written))}")
-    if args.fail_on_difference and doc["summary"]["differing"]:
+    if args.fail_on_difference and report.differing:
         return EXIT_FAIL
     return EXIT_PASS
 
@@ -193,13 +178,13 @@ def _write_or_print(text: str, out: str | None, what: str) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from circuitcheck.report.authoring import hypothesis_schema
+    from circuitcheck.authoring import hypothesis_schema
 
     return _write_or_print(json.dumps(hypothesis_schema(), indent=2) + "\n", args.out, "schema")
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from circuitcheck.report.authoring import scaffold
+    from circuitcheck.authoring import scaffold
     from circuitcheck.zoo.load import load
 
     if args.out and Path(args.out).exists() and not args.force:
@@ -212,26 +197,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     return _write_or_print(scaffold(load(args.model, Path.cwd()), args.model), args.out, "scaffold")
 
 
-MAX_ROWS_HELP = (
-    "most sequences in one stacked forward pass (default 4096): the variants of a pass share it, so peak memory "
-    "stays bounded however many variants a file has; lower it on a small machine"
-)
-
-
-def _positive(text: str) -> int:
-    """A whole number >= 1. argparse turns a ValueError into "invalid _positive value", naming this
-    function; an ArgumentTypeError's text is shown as written, after the option's name."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
-
-
 def _engine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-rows", "--max-batch", type=_positive, default=4096, help=MAX_ROWS_HELP)
+    parser.add_argument("--max-rows", "--max-batch", type=positive_whole_number, default=4096, help=MAX_ROWS_HELP)
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="run every intervention pass from the tokens instead of resuming from cached clean activations "
                              "(slower; for checking the engine, or for a model whose blocks the resumed path does not mirror)")

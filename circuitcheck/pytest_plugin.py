@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from circuitcheck.api import MAX_ROWS_HELP, positive_whole_number
+
+if TYPE_CHECKING:
+    from circuitcheck.report.report import Report
 
 _MARKERS = ("version: 1", "claims:")
 
@@ -24,6 +29,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="reports",
         help="where hypothesis files collected by pytest write their reports (default: reports)",
     )
+    group.addoption("--circuitcheck-max-rows", "--circuitcheck-max-batch", type=positive_whole_number, default=None,
+                    help=MAX_ROWS_HELP)
+    group.addoption("--circuitcheck-no-resume", dest="circuitcheck_resume", action="store_false",
+                    help="run every intervention pass from the tokens instead of resuming from cached clean "
+                         "activations")
 
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Collector | None:
@@ -50,19 +60,17 @@ class HypothesisFileCollector(pytest.File):
         for claim in spec.claims:
             yield ClaimItem.from_parent(self, name=claim.id)
 
-    def run_once(self) -> dict[str, Any]:
-        cached = getattr(self, "_doc", None)
+    def run_once(self) -> tuple[Report, Path]:
+        """The file's report (run once for all its claims) and the path of its Markdown report."""
+        cached: tuple[Report, Path] | None = getattr(self, "_report", None)
         if cached is None:
-            from circuitcheck.plan.compile import compile_file
-            from circuitcheck.report.document import build_document
-            from circuitcheck.report.render import write_reports
-            from circuitcheck.run.execute import run_file
+            from circuitcheck.api import check
 
-            result = run_file(compile_file(self.path))
-            cached = build_document(result, ["pytest", str(self.path)])
-            report_dir = Path(self.config.getoption("--circuitcheck-report-dir"))
-            cached["_report"] = str(write_reports(cached, report_dir)[0])
-            self._doc = cached
+            option = self.config.getoption
+            report = check(self.path, max_rows=option("--circuitcheck-max-rows"), resume=option("circuitcheck_resume"),
+                           argv=["pytest", str(self.path)])
+            cached = (report, report.write(option("--circuitcheck-report-dir"))[0])
+            self._report = cached
         return cached
 
 
@@ -70,14 +78,14 @@ class ClaimItem(pytest.Item):
     def runtest(self) -> None:
         parent = self.parent
         assert isinstance(parent, HypothesisFileCollector)
-        doc = parent.run_once()
-        claim = next(c for c in doc["claims"] if c["id"] == self.name)
-        if claim["as_expected"] is not True:
+        report, written = parent.run_once()
+        if not report.claims[self.name].passed:
+            claim = next(c for c in report.document["claims"] if c["id"] == self.name)  # numbers as the JSON shows them
             raise ClaimFailed(
                 f"{claim['verdict'].upper()}: {claim['statement']}\n"
                 f"  estimate {claim['estimate']} (CI {claim['ci_low']} .. {claim['ci_high']}), threshold {claim['threshold']}\n"
                 f"  {claim['sentence']}\n"
-                f"  report: {doc['_report']}"
+                f"  report: {written}"
             )
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:

@@ -325,7 +325,7 @@ def no_model_loads(monkeypatch):
         raise AssertionError("a model was loaded before the report folder was checked")
 
     monkeypatch.setattr("circuitcheck.plan.compile.compile_file", boom)
-    monkeypatch.setattr("circuitcheck.compare.compare_file", boom)
+    monkeypatch.setattr("circuitcheck.comparison.compare_file", boom)
 
 
 TRIGRAM = str(HYPOTHESES / "trigram.yaml")

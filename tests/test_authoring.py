@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 import yaml
 
+from circuitcheck.authoring import hypothesis_schema
 from circuitcheck.cli import main
 from circuitcheck.plan.compile import compile_file
-from circuitcheck.report.authoring import hypothesis_schema
 from tests.conftest import HYPOTHESES, VALID_FILE
 
 COMMITTED = sorted(HYPOTHESES.rglob("*.yaml"))

@@ -51,3 +51,60 @@ def test_baseline_for_another_file_is_an_input_error(tmp_path, capsys):
     baseline.write_text(json.dumps({"schema_version": 1, "files": {}}))
     assert main(["run", FILE, "--baseline", str(baseline), "--report-dir", str(tmp_path), "--quiet"]) == 2
     assert "no baseline for 'trigram'" in capsys.readouterr().err
+
+
+PATCHING = """
+version: 1
+name: patching
+model: trigram
+dataset: {{kind: trigram, n_seqs: 200, seed: 7, density: 0.05}}
+positions:
+  Y: {{role: Y}}
+  X_pos: {{role: X}}
+  Z_pos: {{role: Z}}
+claims:
+  - id: P1
+    statement: Patching the head back restores trigram completion.
+    kind: activation_patching
+    corruption: {{scheme: resample_tokens, positions: {corrupt}, seed: 5}}
+    patch: ["0.0"]
+    patch_at: Y
+    positions: Y
+    metric: correct_prob
+    threshold: {{at_least: 0.5}}
+"""
+
+
+def test_an_estimate_that_became_undefined_fails_as_a_regression_not_an_internal_error(tmp_path, capsys):
+    """Corrupting the tokens after the scored position changes nothing (the model is causal), so the recovered
+    fraction is 0/0: the estimate the baseline stored as a number is now undefined (null in the JSON)."""
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(PATCHING.format(corrupt="X_pos"))
+    bad.write_text(PATCHING.format(corrupt="Z_pos"))
+    baseline = tmp_path / "baseline.json"
+    assert main(["baseline", str(good), "--out", str(baseline), "--report-dir", str(tmp_path / "good"), "--quiet"]) == 0
+    stored = json.loads(baseline.read_text())["files"]["patching"]["claims"]["P1"]["estimate"]
+    assert isinstance(stored, float)
+    capsys.readouterr()
+
+    code = main(["run", str(bad), "--baseline", str(baseline), "--report-dir", str(tmp_path / "bad"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "internal error" not in err, err
+    claim = json.loads((tmp_path / "bad" / "patching.json").read_text())["claims"][0]
+    assert claim["estimate"] is None and claim["verdict"] == "fail" and claim["as_expected"] is False
+    assert claim["sentence"].endswith(
+        f" REGRESSION: the baseline estimate was {stored:.4g}; the estimate is now undefined, "
+        "so the claim can no longer be shown to hold."
+    )
+    assert claim["baseline"] == {"estimate": stored, "worsened_by": None, "allowed": 0.0}
+
+
+def test_a_malformed_stored_estimate_is_an_input_error(tmp_path, capsys):
+    baseline = tmp_path / "b.json"
+    files = {"trigram": {"claims": {"T1": {"estimate": "high"}}}}
+    baseline.write_text(json.dumps({"schema_version": 1, "files": files}))
+    assert main(["run", FILE, "--baseline", str(baseline), "--report-dir", str(tmp_path), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"{baseline}: files.trigram.claims.T1.estimate: expected a number or null, got 'high'; "
+        "rewrite it with `circuitcheck baseline`"
+    )

@@ -177,7 +177,8 @@ def test_floor_checks_the_per_example_quantile(tiny_model):
     assert low.verdict == "pass" and "meeting the floor" in low.sentence
     high, _ = verdict(100.0)
     assert high.verdict == "fail" and "below the floor 100" in high.sentence
-    assert high.details["floor_value"] == pytest.approx(float(torch.quantile(per_example, 0.1)))
+    assert high.floor is not None and high.floor.value == pytest.approx(float(torch.quantile(per_example, 0.1)))
+    assert high.shown_details["floor_value"] == high.floor.value
 
 
 def test_floor_on_a_kind_without_per_example_scores_is_refused():

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from circuitcheck.cli import main
-from circuitcheck.compare import compare_file, comparison_document
+from circuitcheck.comparison import compare_file, comparison_document
 from circuitcheck.plan.interventions import Measurement
 from circuitcheck.report.matrix import comparison_markdown, terminal_matrix
 from circuitcheck.report.progress import Tracker, progress_wanted
-from circuitcheck.run.stats import SequenceStats, safe_ratio
 from circuitcheck.spec.base import Statistics
+from circuitcheck.stats import SequenceStats, safe_ratio
 from circuitcheck.verdict.judge import claim_seed, interval
 from circuitcheck.verdict.paired import paired_difference, paired_stats, unpaired_difference
 from tests.conftest import REPO

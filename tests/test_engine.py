@@ -39,7 +39,7 @@ def setup(tiny_model):
 
 
 def test_components_cover_every_head_and_mlp(tiny_model):
-    names = model_components(tiny_model)
+    names = [str(c) for c in model_components(tiny_model)]
     assert names == ["embed", "pos_embed", "0.0", "0.1", "0.2", "mlp0", "1.0", "1.1", "1.2", "mlp1"]
 
 
@@ -58,7 +58,8 @@ def test_identity_patch_reproduces_clean_logits(tiny_model, setup):
 
 def test_ablating_nothing_equals_the_model(tiny_model, setup):
     data, repl, clean_logits, sites = setup
-    (out,) = run_variants(tiny_model, [Variant(edits=tuple(HookEdit(s, "all", "zero") for s in complement(tiny_model, sites)))], data, repl)
+    keep_all = Variant(edits=tuple(HookEdit(s, "all", "zero") for s in complement(tiny_model, sites)))
+    (out,) = run_variants(tiny_model, [keep_all], data, repl)
     assert torch.equal(out, clean_logits)
 
 
@@ -171,7 +172,8 @@ def test_an_edit_that_writes_nan_is_an_error(tiny_model, setup):
     data, _, _, _ = setup
     cache = {"blocks.0.hook_mlp_out": torch.full((N_SEQS, SEQ, TINY_CONFIG["d_model"]), float("nan"))}
     edit = HookEdit(HookSite("blocks.0.hook_mlp_out"), "all", "clean")
-    with pytest.raises(SelfCheckError, match=r"non-finite values after the edit .* at hook 'blocks.0.hook_mlp_out', sequence 0"):
+    nan_at = r"non-finite values after the edit .* at hook 'blocks.0.hook_mlp_out', sequence 0"
+    with pytest.raises(SelfCheckError, match=nan_at):
         run_variants(tiny_model, [Variant(edits=(edit,))], data, Replacements(cache))
 
 
@@ -210,14 +212,15 @@ def test_resumed_passes_equal_the_naive_loop(tiny_model, resumable, max_rows):
 
 
 def test_layer1_edits_skip_layer0(tiny_model, resumable):
-    from circuitcheck.run.resume import FULL, StartPoint, start_point
+    from circuitcheck.run.resume import FROM_TOKENS, Start, StartPoint, start_point
 
     data, repl, _ = resumable
     variant = Variant(edits=(HookEdit(HookSite("blocks.1.hook_resid_pre"), "late", "mean"),))
-    assert start_point(tiny_model, variant, repl.cache) == StartPoint(1)
+    assert start_point(tiny_model, variant, repl.cache) == StartPoint(Start.LAYER, 1)
     # given a cache of its own input's unedited run, a variant on another input resumes from it
-    assert start_point(tiny_model, Variant(input="corrupted", edits=variant.edits), repl.cache) == StartPoint(1, input="corrupted")
-    assert start_point(tiny_model, Variant(), repl.cache) == StartPoint(FULL), "an un-edited variant is the stacking self-check"
+    on_corrupted = Variant(input="corrupted", edits=variant.edits)
+    assert start_point(tiny_model, on_corrupted, repl.cache) == StartPoint(Start.LAYER, 1, input="corrupted")
+    assert start_point(tiny_model, Variant(), repl.cache) == FROM_TOKENS, "an unedited variant: the stacking self-check"
     calls = []
     handle = tiny_model.blocks[0].register_forward_hook(lambda *a: calls.append(1))
     try:

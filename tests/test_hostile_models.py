@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from circuitcheck.cli import main
-from circuitcheck.compare import compare_file
+from circuitcheck.comparison import compare_file
 from circuitcheck.errors import CircuitcheckError, ModelLoadError, PlanError
 from circuitcheck.plan.compile import compile_file
 from circuitcheck.report.progress import Tracker

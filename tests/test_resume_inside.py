@@ -12,8 +12,15 @@ import torch
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.components import HookSite
 from circuitcheck.plan.interventions import CLEAN, HookEdit, Variant
-from circuitcheck.run.engine import EngineInputs, Replacements, check_inside_start, clean_run, run_naive, run_variants
-from circuitcheck.run.resume import FULL, StartPoint, resume_hooks, start_point, z_hook
+from circuitcheck.run.engine import (
+    EngineInputs,
+    Replacements,
+    check_inside_start,
+    clean_run,
+    run_naive,
+    run_variants,
+)
+from circuitcheck.run.resume import FROM_TOKENS, Start, StartPoint, resume_hooks, start_point, z_hook
 from tests.conftest import TINY_CONFIG
 
 N_SEQS, SEQ = 7, TINY_CONFIG["n_ctx"]
@@ -41,25 +48,46 @@ def cache(tiny_model, data) -> dict[str, torch.Tensor]:
 
 
 def edit(hook: str, positions: str, source: str = "resample", head: int | None = None) -> HookEdit:
-    return HookEdit(HookSite(hook, head), positions, source, seed=5 if source == "resample" else None)  # type: ignore[arg-type]
+    seed = 5 if source == "resample" else None
+    return HookEdit(HookSite(hook, head), positions, source, seed=seed)  # type: ignore[arg-type]
 
 
 def assert_naive(model, variants, data, repl, **kwargs) -> list[torch.Tensor]:
     got = run_variants(model, variants, data, repl, **kwargs)
     for variant, logits in zip(variants, got, strict=True):
-        torch.testing.assert_close(logits, run_naive(model, variant, data, repl), atol=1e-5, rtol=0, msg=lambda m, v=variant: f"{v.describe()}: {m}")
+        want = run_naive(model, variant, data, repl)
+        torch.testing.assert_close(logits, want, atol=1e-5, rtol=0, msg=lambda m, v=variant: f"{v.describe()}: {m}")
     return got
 
 
 def test_start_points(tiny_model, cache):
-    last = StartPoint(1, inside=True)
-    assert start_point(tiny_model, Variant(edits=(edit(Z1, "all", head=0),)), cache) == last
-    assert start_point(tiny_model, Variant(edits=(edit("blocks.1.hook_mlp_out", "p3"), edit("blocks.1.hook_resid_mid", "all"))), cache) == last
-    assert start_point(tiny_model, Variant(edits=(edit("blocks.1.attn.hook_pattern", "all", "previous"),)), cache) == StartPoint(1)
-    assert start_point(tiny_model, Variant(edits=(edit(Z1, "all", head=0), edit("blocks.1.hook_resid_pre", "all"))), cache) == StartPoint(1)
-    assert start_point(tiny_model, Variant(edits=(edit(Z1, "all", head=0), edit("blocks.0.attn.hook_z", "all", head=1))), cache) == StartPoint(FULL)
+    def start(*edits: HookEdit, held: dict[str, torch.Tensor] = cache) -> StartPoint:
+        return start_point(tiny_model, Variant(edits=edits), held)
+
+    inside, layer1 = StartPoint(Start.INSIDE_LAST_BLOCK, 1), StartPoint(Start.LAYER, 1)
+    assert start(edit(Z1, "all", head=0)) == inside
+    assert start(edit("blocks.1.hook_mlp_out", "p3"), edit("blocks.1.hook_resid_mid", "all")) == inside
+    assert start(edit("blocks.1.attn.hook_pattern", "all", "previous")) == layer1
+    assert start(edit(Z1, "all", head=0), edit("blocks.1.hook_resid_pre", "all")) == layer1
+    assert start(edit(Z1, "all", head=0), edit("blocks.0.attn.hook_z", "all", head=1)) == FROM_TOKENS
+    assert start(edit("hook_embed", "p2", "zero"), edit("blocks.1.hook_mlp_out", "all")) == FROM_TOKENS
+    assert start(edit("ln_final.hook_normalized", "p2", "zero")) == StartPoint(Start.LAYER, 2)
     without_z = {k: v for k, v in cache.items() if k != z_hook(1)}
-    assert start_point(tiny_model, Variant(edits=(edit(Z1, "all", head=0),)), without_z) == StartPoint(1)
+    assert start(edit(Z1, "all", head=0), held=without_z) == layer1
+
+
+def test_start_points_run_in_forward_order():
+    """Cached logits first (no pass), then passes by how far into the model they start."""
+    forward_order = [
+        StartPoint(Start.CACHED, input=CLEAN),
+        StartPoint(Start.CACHED, input="corrupted"),
+        FROM_TOKENS,
+        StartPoint(Start.LAYER, 1),
+        StartPoint(Start.LAYER, 1, input="corrupted"),
+        StartPoint(Start.INSIDE_LAST_BLOCK, 1),
+        StartPoint(Start.LAYER, 2),
+    ]
+    assert sorted(reversed(forward_order), key=lambda p: p.run_order) == forward_order
 
 
 def test_sweep_of_single_positions_equals_the_naive_loop(tiny_model, data, cache):
@@ -117,17 +145,24 @@ def test_an_edit_that_selects_no_position_returns_the_clean_logits(tiny_model, d
 def test_the_inside_start_is_checked_against_the_clean_run(tiny_model, data, cache):
     wrong = dict(cache)
     wrong[z_hook(1)] = cache[z_hook(1)] + 0.5  # a cache that no longer matches the clean logits
-    with pytest.raises(SelfCheckError, match=r"starting inside block 1 .* does not reproduce the logits of input 'clean'"):
-        run_variants(tiny_model, [Variant(edits=(edit(Z1, "p1", head=0),))], data, Replacements(wrong))
-    (resumed_off,) = run_variants(tiny_model, [Variant(edits=(edit(Z1, "p1", head=0),))], data, Replacements(wrong), resume=False)
+    variant = Variant(edits=(edit(Z1, "p1", head=0),))
+    mismatch = r"starting inside block 1 .* does not reproduce the logits of input 'clean'"
+    with pytest.raises(SelfCheckError, match=mismatch):
+        run_variants(tiny_model, [variant], data, Replacements(wrong))
+    (resumed_off,) = run_variants(tiny_model, [variant], data, Replacements(wrong), resume=False)
     assert resumed_off.shape == (N_SEQS, SEQ, TINY_CONFIG["d_vocab"])
 
 
 def test_linear_edits_inside_equal_the_naive_loop(tiny_model, data, cache):
     repl = Replacements(cache, tiny_model, data.masks)
     lin = HookEdit(HookSite("blocks.1.hook_mlp_out"), "p3", "linear", reads="blocks.1.hook_resid_mid", fit="all")
-    variants = [Variant(edits=(lin,)), Variant(edits=(lin, edit(Z1, "p3", "zero", head=1))), Variant(edits=(HookEdit(lin.site, "all", "linear", reads=lin.reads, fit="all"),))]
-    assert start_point(tiny_model, variants[0], repl.cache) == StartPoint(1, inside=True)
+    lin_everywhere = HookEdit(lin.site, "all", "linear", reads=lin.reads, fit="all")
+    variants = [
+        Variant(edits=(lin,)),
+        Variant(edits=(lin, edit(Z1, "p3", "zero", head=1))),
+        Variant(edits=(lin_everywhere,)),
+    ]
+    assert start_point(tiny_model, variants[0], repl.cache) == StartPoint(Start.INSIDE_LAST_BLOCK, 1)
     assert_naive(tiny_model, variants, data, repl, max_rows=4)
 
 
@@ -135,7 +170,9 @@ def test_linear_edits_inside_equal_the_naive_loop(tiny_model, data, cache):
 def test_patching_into_another_input_resumes_from_that_inputs_run(tiny_model, data, cache):
     """Clean activations patched into a corrupted run, one head and position at a time (what
     activation patching compiles to): the corrupted run is cached once and the sweep resumes from it."""
-    patches = [Variant(input="corrupted", edits=(edit(Z1, f"p{j}", "clean", head=h),)) for h in range(2) for j in range(SEQ)]
+    patches = [
+        Variant(input="corrupted", edits=(edit(Z1, f"p{j}", "clean", head=h),)) for h in range(2) for j in range(SEQ)
+    ]
     patches += [Variant(input="corrupted", edits=(edit("blocks.1.hook_resid_pre", "p3", "clean"),))]
     repl = Replacements(cache)
     patterns: list[int] = []
@@ -145,7 +182,10 @@ def test_patching_into_another_input_resumes_from_that_inputs_run(tiny_model, da
     finally:
         handle.remove()
     assert "corrupted" in repl.inputs, "the corrupted run is cached"
-    assert len(patterns) == 2, "layer 1's attention runs for caching the corrupted run and for the resid_pre patch, not for the 24 hook_z patches"
+    assert len(patterns) == 2, (
+        "layer 1's attention runs for caching the corrupted run and for the resid_pre patch, "
+        "not for the 24 hook_z patches"
+    )
     for variant, logits in zip(patches, got, strict=True):
         torch.testing.assert_close(logits, run_naive(tiny_model, variant, data, repl), atol=1e-5, rtol=0)
     unedited = run_naive(tiny_model, Variant(input="corrupted"), data, repl)

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from circuitcheck.run.stats import SequenceStats, per_sequence, safe_ratio
+from circuitcheck.stats import SequenceStats, per_sequence, safe_ratio
 
 
 def mean_stat(t):

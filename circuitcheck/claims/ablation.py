@@ -10,19 +10,22 @@ sufficiency: ablate everything except ``components``; estimate =
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import torch
 from pydantic import Field, model_validator
 
 from circuitcheck.claims.ablation_common import AblationMethod, ablation_edits
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores, sequence_sums
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.components import complement, model_components, resolve_components
-from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, Variant
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, RandomCircuits, Variant
 from circuitcheck.plan.positions import ALL
-from circuitcheck.run.stats import SequenceStats, Totals, safe_ratio
 from circuitcheck.spec.base import Seed, Strict
+from circuitcheck.spec.components import ComponentRef
+from circuitcheck.stats import SequenceStats, Totals, safe_ratio
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 
 class RandomBaseline(Strict):
@@ -40,7 +43,7 @@ class AblationClaim(ClaimSpec):
     kind: Literal["ablation"] = "ablation"
     supports_floor: ClassVar[bool] = True
     mode: Literal["necessity", "sufficiency"]
-    components: list[str] = Field(description="embed, pos_embed, L.H, attnL, mlpL, or hook names")
+    components: list[ComponentRef] = Field(description="embed, pos_embed, L.H, attnL, mlpL, or hook names")
     method: AblationMethod
     resample_seed: Seed | None = None
     ablate_at: str = Field(default=ALL, description="Positions where the ablation applies")
@@ -75,6 +78,8 @@ class AblationClaim(ClaimSpec):
     def _random_variants(self, ctx: CompileContext, size: int, edits: Callable[[list], tuple]) -> dict[str, Variant]:
         if self.random_baseline is None:
             return {}
+        import torch
+
         everything = resolve_components(ctx.model, model_components(ctx.model), ())
         if size == 0 or size >= len(everything):
             raise PlanError(ctx.path + ("random_baseline",), f"random circuits of size {size} out of {len(everything)} components are not random", "drop random_baseline")
@@ -86,16 +91,16 @@ class AblationClaim(ClaimSpec):
             out[f"random{i}"] = Variant(edits=edits(ablate))
         return out
 
-    def _random_details(self, stats: SequenceStats, random_sums: dict[str, torch.Tensor], observed: float) -> dict:
+    def _random_circuits(
+        self, stats: SequenceStats, random_sums: dict[str, torch.Tensor], observed: float
+    ) -> RandomCircuits:
+        import torch
+
         role = "ablated" if self.mode == "necessity" else "circuit"
         totals = stats.totals()
         values = torch.stack([stats.statistic(totals | {role: s.sum()}) for s in random_sums.values()])
         at_least_as_good = int((values >= observed).sum()) if observed == observed else len(values)
-        return {
-            "random_n": len(values),
-            "random_mean": float(values.nanmean()),
-            "p_value": (1 + at_least_as_good) / (1 + len(values)),
-        }
+        return RandomCircuits(len(values), float(values.nanmean()), (1 + at_least_as_good) / (1 + len(values)))
 
     def _per_example(self, out: ClaimOutputs, metric: Any, mask: torch.Tensor, means: dict, sign: float) -> torch.Tensor:
         """Each example's contribution on the estimate's scale (aggregate terms use the means)."""
@@ -143,24 +148,28 @@ class AblationClaim(ClaimSpec):
             t = {k: float(v) for k, v in stats.totals().items()}
             means = {f"metric_{k}": t[k] / t["n"] for k in per_seq if k != "n"}
             estimate = stats.estimate()
-            details = means | {"n_examples": int(t["n"]), "n_sequences": int((per_seq["n"] > 0).sum()), "method": self.method}
+            n_examples = int(t["n"])
+            details = means | {"n_examples": n_examples, "n_sequences": int((per_seq["n"] > 0).sum()), "method": self.method}
             full = means["metric_full"]
+            random = None
             if randoms:
-                details |= self._random_details(stats, {r: sums(out.logits(r)) for r in randoms}, estimate)
+                random = self._random_circuits(stats, {r: sums(out.logits(r)) for r in randoms}, estimate)
+                details |= random.shown()
             if self.mode == "necessity":
                 details["drop"] = sign * (full - means["metric_ablated"])
                 found = (
-                    f"{self.method}-ablating {', '.join(self.components)} moved {self.metric} "
+                    f"{self.method}-ablating {', '.join(map(str, self.components))} moved {self.metric} "
                     f"from {full:.4f} to {means['metric_ablated']:.4f} ({(self.effect or '').replace('_', ' ')} {estimate:.4f})"
                 )
             else:
                 found = (
-                    f"keeping only {', '.join(self.components) or 'nothing'} gave {self.metric} {means['metric_circuit']:.4f} "
+                    f"keeping only {', '.join(map(str, self.components)) or 'nothing'} gave {self.metric} {means['metric_circuit']:.4f} "
                     f"(full {full:.4f}, all ablated {means['metric_empty']:.4f}): retains {estimate:.3f} of the effect"
                 )
                 if estimate != estimate:
                     found += "; undefined because ablating everything does not change the metric"
-            return Measurement(estimate, found, details, stats, self._per_example(out, metric, mask, means, sign))
+            per_example = self._per_example(out, metric, mask, means, sign)
+            return Measurement(estimate, found, details, stats, per_example, n_examples=n_examples, random=random)
 
         lines = tuple(f"{role}: {v.describe()}" for role, v in variants.items() if role not in randoms) + (
             f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions)",

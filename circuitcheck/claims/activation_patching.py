@@ -6,17 +6,20 @@ scored against the *clean* next tokens.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores, sequence_sums
 from circuitcheck.plan.components import resolve_components
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, Measurement, Variant
 from circuitcheck.plan.positions import ALL
-from circuitcheck.run.stats import SequenceStats, Totals, safe_ratio
 from circuitcheck.spec.base import Seed, Strict
+from circuitcheck.spec.components import ComponentRef
+from circuitcheck.stats import SequenceStats, Totals, safe_ratio
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 
 class Corruption(Strict):
@@ -28,6 +31,8 @@ class Corruption(Strict):
 
 
 def corrupt_tokens(tokens: torch.Tensor, mask: torch.Tensor, d_vocab: int, seed: int) -> torch.Tensor:
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     # Adding 1..d_vocab-1 modulo d_vocab always lands on a different token.
     shift = torch.randint(1, d_vocab, tokens.shape, generator=gen)
@@ -44,7 +49,7 @@ class ActivationPatchingClaim(ClaimSpec):
     kind: Literal["activation_patching"] = "activation_patching"
     supports_floor: ClassVar[bool] = True
     corruption: Corruption
-    patch: list[str] = Field(min_length=1, description="Components whose clean activations are patched in")
+    patch: list[ComponentRef] = Field(min_length=1, description="Components whose clean activations are patched in")
     patch_at: str = Field(default=ALL, description="Positions where clean activations are patched in")
     positions: str = Field(description="Positions where the metric is measured")
     metric: str
@@ -73,7 +78,7 @@ class ActivationPatchingClaim(ClaimSpec):
             estimate = stats.estimate()
             found = (
                 f"corrupting '{self.corruption.positions}' moved {self.metric} from {t['clean']:.4f} to {t['corrupted']:.4f}; "
-                f"patching {', '.join(self.patch)} back gave {t['patched']:.4f}: {estimate:.3f} recovered"
+                f"patching {', '.join(map(str, self.patch))} back gave {t['patched']:.4f}: {estimate:.3f} recovered"
             )
             if estimate != estimate:
                 found += " (undefined: the corruption does not change the metric)"
@@ -86,7 +91,7 @@ class ActivationPatchingClaim(ClaimSpec):
             }
             patched = masked_scores(metric, out.logits("patched"), out.batch, mask, out.clean_logits).double()
             per_example = (patched - t["corrupted"]) / (t["clean"] - t["corrupted"])
-            return Measurement(estimate, found, details, stats, per_example)
+            return Measurement(estimate, found, details, stats, per_example, n_examples=int(mask.sum()))
 
         lines = tuple(f"{role}: {v.describe()}" for role, v in variants.items()) + (
             f"corruption: {self.corruption.scheme} at '{self.corruption.positions}' (seed {self.corruption.seed})",

@@ -11,9 +11,10 @@ A at position P", the reading seed 003 uses), counted by offset, or ``ignored``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:  # torch is imported where the fit runs: `validate` loads this module without it
+    import torch
 
 EarlierPosition = Literal["absolute", "offset", "ignored"]
 
@@ -31,6 +32,8 @@ class Features:
 
 def skip_trigram_features(tokens: torch.Tensor, mask: torch.Tensor, earlier: EarlierPosition) -> Features:
     """Features of every masked position ``(b, p)``: (where, token at j, token at p) for each j < p."""
+    import torch
+
     vocab = int(tokens.max()) + 1
     seq = tokens.shape[1]
     b_idx, p_idx = mask.nonzero(as_tuple=True)
@@ -60,6 +63,8 @@ class Fit:
 
 def fit_ensemble(feats: Features, target_logprobs: torch.Tensor, train: torch.Tensor, l2: float, max_iter: int) -> Fit:
     """Minimise cross-entropy to the target distribution on the ``train`` rows (plus an L2 penalty)."""
+    import torch
+
     n_out = target_logprobs.shape[-1]
     vocab = int(feats.current.max()) + 1
     target = target_logprobs.double().exp()[train]

@@ -8,16 +8,18 @@ position sets.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
-from circuitcheck.run.stats import SequenceStats, Totals, safe_ratio
 from circuitcheck.spec.base import Strict
+from circuitcheck.stats import SequenceStats, Totals, safe_ratio
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 
 class AttentionAbove(Strict):
@@ -61,6 +63,8 @@ Predicate = Annotated[AttentionAbove | CorrectProbAbove | HasRole, Field(discrim
 
 def evaluate_predicate(pred: Predicate, out: ClaimOutputs) -> torch.Tensor:
     """A boolean ``[batch, seq]`` mask where ``pred`` holds."""
+    import torch
+
     batch = out.batch
     if isinstance(pred, HasRole):
         return batch.role_mask(pred.role)

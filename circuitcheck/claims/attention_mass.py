@@ -11,27 +11,31 @@ mass on any of those roles (positive: the keys win).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
-from circuitcheck.claims.weight_common import parse_head
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
-from circuitcheck.run.stats import SequenceStats, Totals, per_sequence, safe_ratio
+from circuitcheck.spec.components import HeadRef
+from circuitcheck.stats import SequenceStats, Totals, per_sequence, safe_ratio
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 
 def key_mass(pattern: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """``[batch, query]`` attention mass on the key positions ``keys [batch, key]`` marks."""
+    import torch
+
     return torch.einsum("bqk,bk->bq", pattern.double(), keys.double())
 
 
 @claim_kind
 class AttentionMassClaim(ClaimSpec):
     kind: Literal["attention_mass"] = "attention_mass"
-    head: str = Field(description="'L.H'")
+    head: HeadRef = Field(description="'L.H'")
     queries: str = Field(description="Selection of query positions")
     keys: str = Field(description="Selection of key positions (in the same sequence)")
     more_than_roles: list[str] | None = Field(
@@ -41,7 +45,7 @@ class AttentionMassClaim(ClaimSpec):
     supports_floor = True
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
-        layer, head = parse_head(ctx, self.head, "head")
+        layer, head = ctx.head_ref(self.head, "head")
         queries = ctx.masks[ctx.selection(self.queries, "queries")]
         keys = ctx.masks[ctx.selection(self.keys, "keys")]
         hook = f"blocks.{layer}.attn.hook_pattern"
@@ -79,6 +83,8 @@ class AttentionMassClaim(ClaimSpec):
 
 
 def _margin(t: Totals, rivals: list[str]) -> torch.Tensor:
+    import torch
+
     mass = safe_ratio(t["mass"], t["n"])
     if not rivals:
         return mass

@@ -8,15 +8,18 @@ shapes, the level a score means nothing below.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
-from circuitcheck.claims.weight_common import ov_matrix, parse_head, qk_matrix, weight_plan
+from circuitcheck.claims.weight_common import ov_matrix, qk_matrix, weight_plan
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimPlan, Measurement
+from circuitcheck.spec.components import HeadRef
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 
 def composition_score(left: torch.Tensor, right: torch.Tensor) -> float:
@@ -24,6 +27,8 @@ def composition_score(left: torch.Tensor, right: torch.Tensor) -> float:
 
 
 def random_level(d_model: int, d_head: int, seed: int = 0, draws: int = 20) -> float:
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
 
     def low_rank() -> torch.Tensor:
@@ -35,12 +40,12 @@ def random_level(d_model: int, d_head: int, seed: int = 0, draws: int = 20) -> f
 @claim_kind
 class CompositionClaim(ClaimSpec):
     kind: Literal["composition"] = "composition"
-    writer: str = Field(description="The earlier head, 'L.H'")
-    reader: str = Field(description="The later head, 'L.H'")
+    writer: HeadRef = Field(description="The earlier head, 'L.H'")
+    reader: HeadRef = Field(description="The later head, 'L.H'")
     mode: Literal["q", "k", "v"]
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
-        (wl, wh), (rl, rh) = parse_head(ctx, self.writer, "writer"), parse_head(ctx, self.reader, "reader")
+        (wl, wh), (rl, rh) = ctx.head_ref(self.writer, "writer"), ctx.head_ref(self.reader, "reader")
         if rl <= wl:
             raise PlanError(ctx.path + ("reader",), f"the reader {self.reader} must sit in a later layer than the writer {self.writer}")
         model = ctx.model

@@ -10,12 +10,14 @@ a constant. The terms sum to the clean logits; :func:`decompose` checks that the
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.components import available_hooks, model_components
+from circuitcheck.spec.components import Embed, Head, Mlp, PosEmbed
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 SCALE_HOOK = "ln_final.hook_scale"
 BIAS = "bias"
@@ -38,21 +40,21 @@ def dla_captures(model: Any) -> set[str]:
 def component_outputs(model: Any, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Every component's write into the residual stream, ``[batch, seq, d_model]``, plus the bias."""
     outs: dict[str, torch.Tensor] = {}
-    for name in model_components(model):
-        if name == "embed":
+    for component in model_components(model):
+        name = str(component)
+        if isinstance(component, Embed):
             outs[name] = cache["hook_embed"]
-        elif name == "pos_embed":
+        elif isinstance(component, PosEmbed):
             outs[name] = cache["hook_pos_embed"]
-        elif name.startswith("mlp"):
-            outs[name] = cache[f"blocks.{name[3:]}.hook_mlp_out"]
-        else:
-            layer, head = (int(x) for x in name.split("."))
+        elif isinstance(component, Mlp):
+            outs[name] = cache[f"blocks.{component.layer}.hook_mlp_out"]
+        elif isinstance(component, Head):
+            layer, head = component.layer, component.head
             outs[name] = cache[f"blocks.{layer}.attn.hook_z"][:, :, head] @ model.W_O[layer, head]
     outs[BIAS] = model.b_O.sum(0).expand_as(outs["embed"])
     return outs
 
 
-@torch.no_grad()
 def decompose(model: Any, cache: dict[str, torch.Tensor], clean_logits: torch.Tensor, center: bool = False) -> dict[str, torch.Tensor]:
     """Per-component logit contributions ``[batch, seq, d_vocab_out]``; they sum to ``clean_logits``.
 
@@ -60,18 +62,21 @@ def decompose(model: Any, cache: dict[str, torch.Tensor], clean_logits: torch.Te
     before the norm, as seed 001 does, so that only what varies between examples is
     attributed; the terms then no longer sum to the logits and the constants drop out.
     """
-    outs = component_outputs(model, cache)
-    terms = _through_unembed(model, cache, outs)
-    error = float((torch.stack(list(terms.values())).sum(0) - clean_logits).abs().max())
-    if error > RECONSTRUCTION_ATOL * max(1.0, float(clean_logits.abs().max())):
-        raise SelfCheckError(
-            f"direct logit attribution does not add up: the components' terms miss the clean logits by {error:.2e}; "
-            "this model has a component the decomposition does not know"
-        )
-    if not center:
-        return terms
-    centered = {k: v - v.mean(0, keepdim=True) for k, v in outs.items() if k != BIAS}
-    return _through_unembed(model, cache, centered, constants=False)
+    import torch
+
+    with torch.no_grad():
+        outs = component_outputs(model, cache)
+        terms = _through_unembed(model, cache, outs)
+        error = float((torch.stack(list(terms.values())).sum(0) - clean_logits).abs().max())
+        if error > RECONSTRUCTION_ATOL * max(1.0, float(clean_logits.abs().max())):
+            raise SelfCheckError(
+                f"direct logit attribution does not add up: the components' terms miss the clean logits by {error:.2e}; "
+                "this model has a component the decomposition does not know"
+            )
+        if not center:
+            return terms
+        centered = {k: v - v.mean(0, keepdim=True) for k, v in outs.items() if k != BIAS}
+        return _through_unembed(model, cache, centered, constants=False)
 
 
 def _through_unembed(model: Any, cache: dict[str, torch.Tensor], outs: dict[str, torch.Tensor], constants: bool = True) -> dict[str, torch.Tensor]:

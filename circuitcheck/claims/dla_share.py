@@ -20,26 +20,27 @@ from circuitcheck.claims.dla_common import BIAS, at_label, decompose, dla_captur
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.components import model_components, resolve_component
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
-from circuitcheck.run.stats import SequenceStats, per_sequence, safe_ratio
+from circuitcheck.spec.components import ComponentRef
+from circuitcheck.stats import SequenceStats, per_sequence, safe_ratio
 
 
 @claim_kind
 class DLAShareClaim(ClaimSpec):
     kind: Literal["dla_share"] = "dla_share"
-    components: list[str] = Field(min_length=1, description="Components whose share is claimed: embed, pos_embed, L.H, mlpL")
+    components: list[ComponentRef] = Field(min_length=1, description="Components whose share is claimed: embed, pos_embed, L.H, mlpL")
     positions: str
     centering: Literal["batch_mean", "none"] = Field(description="batch_mean: subtract each component's mean output first (seed 001)")
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         model = ctx.model
         known = model_components(model)
-        for i, name in enumerate(self.components):
-            resolve_component(model, name, ctx.path + ("components", i))  # range and kind errors, with fixes
-            if name not in known:
-                raise PlanError(ctx.path + ("components", i), f"{name!r} is not a single component", f"list components one by one: {', '.join(known)}")
+        for i, component in enumerate(self.components):
+            resolve_component(model, component, ctx.path + ("components", i))  # range and kind errors, with fixes
+            if component not in known:
+                raise PlanError(ctx.path + ("components", i), f"{str(component)!r} is not a single component", f"list components one by one: {', '.join(map(str, known))}")
         mask = ctx.scored(self.positions)
         center = self.centering == "batch_mean"
-        named = list(dict.fromkeys(self.components))
+        named = list(dict.fromkeys(map(str, self.components)))
 
         def score(out: ClaimOutputs) -> Measurement:
             terms = at_label(decompose(model, out.captured, out.clean_logits, center), out.batch.next_token, mask)

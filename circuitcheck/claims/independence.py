@@ -6,15 +6,17 @@ clean run; ``top1_agreement`` (higher is better) or ``kl`` (lower is better) are
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.activation_patching import Corruption, corrupt_tokens
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, Variant
-from circuitcheck.run.stats import SequenceStats, Totals, per_sequence
+from circuitcheck.stats import SequenceStats, Totals, per_sequence
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 
 def _mean(t: Totals) -> torch.Tensor:
@@ -46,7 +48,7 @@ class IndependenceClaim(ClaimSpec):
                 f"{self.metric} {estimate:.4f} against the clean run at '{self.positions}' ({int(mask.sum())} positions)"
             )
             details = {"n_examples": int(mask.sum()), "n_sequences": int(mask.any(1).sum())}
-            return Measurement(estimate, found, details, stats, scores.double())
+            return Measurement(estimate, found, details, stats, scores.double(), n_examples=int(mask.sum()))
 
         lines = (
             f"resampled: {variants['resampled'].describe()}",

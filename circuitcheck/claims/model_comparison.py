@@ -6,16 +6,17 @@ sequences for both, so the interval is that of the difference, not of two means.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, sequence_sums
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
-from circuitcheck.run.stats import SequenceStats, Totals
-from circuitcheck.zoo.load import load
+from circuitcheck.stats import SequenceStats, Totals
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 
 def difference(t: Totals) -> torch.Tensor:
@@ -32,6 +33,8 @@ class ModelComparisonClaim(ClaimSpec):
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         metric = ctx.metric(self.metric)
         mask = ctx.scored(self.positions)
+        from circuitcheck.zoo.load import load  # here, not at the top: it imports torch
+
         try:
             other = load(self.other_model, ctx.base_dir)
         except Exception as err:  # noqa: BLE001 - any load failure is bad input at this spec path
@@ -55,7 +58,7 @@ class ModelComparisonClaim(ClaimSpec):
             found = f"{self.metric} is {this:.4f} on this model and {that:.4f} on {other.name!r}: difference {this - that:+.4f}"
             details = {"metric_this": this, "metric_other": that, "other_model": other.name,
                        "other_checkpoint_sha256": other.checkpoint_sha256, "n_examples": int(n)}
-            return Measurement(stats.estimate(), found, details, stats)
+            return Measurement(stats.estimate(), found, details, stats, n_examples=int(n))
 
         lines = (f"other: {other.name} ({other.checkpoint}), run clean on the same inputs",
                  f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions); estimate = this - other")

@@ -7,14 +7,16 @@ interval comes from resampling the same sequences for every rung at once, so it 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.plan.interventions import ClaimPlan, Measurement
-from circuitcheck.run.stats import SequenceStats, Totals
+from circuitcheck.stats import SequenceStats, Totals
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 
 @claim_kind
@@ -49,6 +51,8 @@ def _joint(parts: dict[str, SequenceStats], sign: float, margin: float) -> Seque
     per_seq = {f"{c}/{k}": v for c, s in parts.items() for k, v in s.per_seq.items()}
 
     def statistic(t: Totals) -> torch.Tensor:
+        import torch
+
         values = [s.statistic({k: t[f"{c}/{k}"] for k in s.per_seq}) for c, s in parts.items()]
         steps = [(sign * (b - a) > margin).double() for a, b in zip(values, values[1:], strict=False)]
         return torch.stack(steps).mean(0)

@@ -7,18 +7,23 @@ positive eigenvalues; estimate = the copying score sum(Re λ) / sum(|λ|), in [-
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
-from circuitcheck.claims.weight_common import ov_matrix, parse_head, weight_plan
+from circuitcheck.claims.weight_common import ov_matrix, weight_plan
 from circuitcheck.plan.interventions import ClaimPlan, Measurement
+from circuitcheck.spec.components import HeadRef
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 
 def copying_score(full_ov: torch.Tensor) -> tuple[float, float]:
     """(sum Re λ / sum |λ|, fraction of eigenvalues with positive real part)."""
+    import torch
+
     eig = torch.linalg.eigvals(full_ov.double())
     return float(eig.real.sum() / eig.abs().sum()), float((eig.real > 0).double().mean())
 
@@ -26,10 +31,10 @@ def copying_score(full_ov: torch.Tensor) -> tuple[float, float]:
 @claim_kind
 class OVCopyingClaim(ClaimSpec):
     kind: Literal["ov_copying"] = "ov_copying"
-    head: str = Field(description="'L.H'")
+    head: HeadRef = Field(description="'L.H'")
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
-        layer, head = parse_head(ctx, self.head, "head")
+        layer, head = ctx.head_ref(self.head, "head")
         model = ctx.model
 
         def measure() -> Measurement:

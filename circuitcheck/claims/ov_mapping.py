@@ -9,21 +9,24 @@ estimate = the fraction of declared mappings (and silences) that hold.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
-from circuitcheck.claims.weight_common import ov_matrix, parse_head, token_inputs, weight_plan
+from circuitcheck.claims.weight_common import ov_matrix, token_inputs, weight_plan
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimPlan, Measurement
+from circuitcheck.spec.components import HeadRef
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 
 @claim_kind
 class OVMappingClaim(ClaimSpec):
     kind: Literal["ov_mapping"] = "ov_mapping"
-    head: str = Field(description="'L.H'")
+    head: HeadRef = Field(description="'L.H'")
     maps: dict[str, str] = Field(min_length=1, description="source token -> the output token its row should favour")
     silent: list[str] = Field(default_factory=list, description="Source tokens whose row should be near zero")
     silent_below: float = Field(default=0.05, gt=0.0, lt=1.0)
@@ -35,7 +38,7 @@ class OVMappingClaim(ClaimSpec):
             raise PlanError(ctx.path + (field, token), str(err.args[0]), "name a token of the dataset's vocabulary, or give its id") from None
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
-        layer, head = parse_head(ctx, self.head, "head")
+        layer, head = ctx.head_ref(self.head, "head")
         maps = [(f"{s}->{o}", self._id(ctx, s, "maps"), self._id(ctx, o, "maps")) for s, o in self.maps.items()]
         silent = [self._id(ctx, s, "silent") for s in self.silent]
         model = ctx.model
@@ -59,6 +62,8 @@ class OVMappingClaim(ClaimSpec):
 
 def _margin(row: torch.Tensor, target: int) -> float:
     """How far ``target``'s logit leads the best other one (negative when it does not lead)."""
+    import torch
+
     others = row.clone()
     others[target] = -torch.inf
     return float(row[target] - others.max())

@@ -11,31 +11,29 @@ when the sender is ablated outright.
 
 from __future__ import annotations
 
-import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.ablation_common import AblationMethod, ablation_edits
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, sequence_sums
-from circuitcheck.claims.weight_common import parse_head
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.components import HookSite
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, Measurement, PathSpec, Variant
 from circuitcheck.plan.positions import ALL
-from circuitcheck.run.stats import SequenceStats, Totals, safe_ratio
 from circuitcheck.spec.base import Seed
+from circuitcheck.spec.components import HeadInput, HeadRef, Logits, Mlp, Receiver, ReceiverRef
+from circuitcheck.stats import SequenceStats, Totals, safe_ratio
 
-_HEAD_INPUT = re.compile(r"^(\d+)\.(\d+)\.([qkv])$")
-_MLP = re.compile(r"^mlp(\d+)$")
+if TYPE_CHECKING:  # tensors appear in annotations only: `validate` loads this module without torch
+    import torch
 
 
 @claim_kind
 class PathPatchingClaim(ClaimSpec):
     kind: Literal["path_patching"] = "path_patching"
-    sender: str = Field(description="'L.H': the head whose output is changed")
-    receivers: list[str] = Field(min_length=1, description="'L.H.q' / 'L.H.k' / 'L.H.v', 'mlpL', or 'logits'")
+    sender: HeadRef = Field(description="'L.H': the head whose output is changed")
+    receivers: list[ReceiverRef] = Field(min_length=1, description="'L.H.q' / 'L.H.k' / 'L.H.v', 'mlpL', or 'logits'")
     method: AblationMethod
     resample_seed: Seed | None = None
     sender_at: str = Field(default=ALL, description="Positions where the sender's output changes")
@@ -43,37 +41,36 @@ class PathPatchingClaim(ClaimSpec):
     metric: str
     effect: Literal["absolute_drop", "relative_drop", "fraction_of_total"]
 
-    def _receiver(self, ctx: CompileContext, name: str, i: int, sender_layer: int) -> tuple[HookSite, str]:
+    def _receiver(self, ctx: CompileContext, receiver: Receiver, i: int, sender_layer: int) -> tuple[HookSite, str]:
         """(the receiver's hook site, the residual-stream hook it reads)."""
         at = ("receivers", i)
         cfg = ctx.model.cfg
-        head_input, mlp = _HEAD_INPUT.match(name), _MLP.match(name)
-        if name == "logits":
+        if isinstance(receiver, Logits):
             last = cfg.n_layers - 1
             return HookSite(f"blocks.{last}.hook_resid_post"), f"blocks.{last}.hook_resid_post"
-        if head_input:
-            layer, head = int(head_input.group(1)), int(head_input.group(2))
+        if isinstance(receiver, HeadInput):
+            layer, head = receiver.head.layer, receiver.head.head
             ctx.head(layer, head, at)
             if layer <= sender_layer:
                 raise PlanError(ctx.path + at, f"head {layer}.{head} does not read layer {sender_layer}'s output", "receivers must be in later layers than the sender")
-            return HookSite(f"blocks.{layer}.attn.hook_{head_input.group(3)}", head), f"blocks.{layer}.hook_resid_pre"
-        if mlp and not cfg.attn_only:
-            layer = int(mlp.group(1))
+            return HookSite(f"blocks.{layer}.attn.hook_{receiver.input}", head), f"blocks.{layer}.hook_resid_pre"
+        if isinstance(receiver, Mlp) and not cfg.attn_only:
+            layer = receiver.layer
             if not sender_layer <= layer < cfg.n_layers:
                 raise PlanError(ctx.path + at, f"mlp{layer} does not read layer {sender_layer}'s attention output", f"use an MLP in layers {sender_layer}..{cfg.n_layers - 1}")
             return HookSite(f"blocks.{layer}.hook_mlp_out"), f"blocks.{layer}.hook_resid_mid"
-        raise PlanError(ctx.path + at, f"unknown receiver {name!r}", "use 'L.H.q', 'L.H.k', 'L.H.v', 'logits'" + ("" if cfg.attn_only else " or 'mlpL'"))
+        raise PlanError(ctx.path + at, f"unknown receiver {str(receiver)!r}", "use 'L.H.q', 'L.H.k', 'L.H.v', 'logits'" + ("" if cfg.attn_only else " or 'mlpL'"))
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         metric = ctx.metric(self.metric)
         mask = ctx.scored(self.positions)
         at = ctx.selection(self.sender_at, "sender_at")
-        layer, head = parse_head(ctx, self.sender, "sender")
+        layer, head = ctx.head_ref(self.sender, "sender")
         sender = HookSite(f"blocks.{layer}.attn.hook_z", head)
         direct = ablation_edits(ctx, [sender], self.method, at, self.resample_seed)[0]
         edits = []
-        for i, name in enumerate(self.receivers):
-            site, resid = self._receiver(ctx, name, i, layer)
+        for i, receiver in enumerate(self.receivers):
+            site, resid = self._receiver(ctx, receiver, i, layer)
             spec = PathSpec(sender, self.method, resid, at, direct.seed)
             edits.append(HookEdit(site, ALL, "path", path=spec))
         if len({e.site for e in edits}) < len(edits):
@@ -100,12 +97,13 @@ class PathPatchingClaim(ClaimSpec):
             means = {f"metric_{k}": t[k] / t["n"] for k in per_seq if k != "n"}
             estimate = stats.estimate()
             found = (
-                f"{self.method}-ablating head {self.sender}'s output only along the path(s) to {', '.join(self.receivers)} "
+                f"{self.method}-ablating head {self.sender}'s output only along the path(s) to {', '.join(map(str, self.receivers))} "
                 f"moved {self.metric} from {means['metric_full']:.4f} to {means['metric_path']:.4f}"
             )
             if "total" in variants:
                 found += f" (ablating it outright: {means['metric_total']:.4f}); the paths carry {estimate:.3f} of its effect"
-            return Measurement(estimate, found, means | {"n_examples": int(t["n"])}, stats)
+            n = int(t["n"])
+            return Measurement(estimate, found, means | {"n_examples": n}, stats, n_examples=n)
 
         lines = tuple(f"{role}: {v.describe()}" for role, v in variants.items()) + (
             f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions); estimate = {self.effect}",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
@@ -26,6 +25,8 @@ class QKPositionalOrderClaim(ClaimSpec):
     direction: Literal["increasing", "decreasing"]
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
+        import torch  # here, not at the top: `validate` loads this module without torch
+
         ctx.head(self.layer, self.head)
 
         def measure() -> Measurement:

@@ -14,15 +14,17 @@ distance between matching rows. The interval resamples sequences.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
-from circuitcheck.run.stats import SequenceStats, Totals
+from circuitcheck.stats import SequenceStats, Totals
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 
 def table_correlation(model_sums: torch.Tensor, label_counts: torch.Tensor, token_counts: torch.Tensor) -> torch.Tensor:
@@ -57,6 +59,8 @@ class ReferenceTableClaim(ClaimSpec):
         return table
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
+        import torch
+
         mask = ctx.scored(self.positions)
         vocab = int(ctx.model.cfg.d_vocab)
         n_labels = int(ctx.model.cfg.d_vocab_out) if int(ctx.model.cfg.d_vocab_out) > 0 else vocab

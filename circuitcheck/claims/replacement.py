@@ -9,9 +9,8 @@ value, top-1 agreement and KL with the full model.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores
@@ -20,12 +19,16 @@ from circuitcheck.metrics import metrics
 from circuitcheck.plan.components import HookSite, resolve_component
 from circuitcheck.plan.interventions import PATTERN_RULES, ClaimOutputs, ClaimPlan, HookEdit, Measurement, Variant
 from circuitcheck.plan.positions import ALL
-from circuitcheck.run.stats import SequenceStats, Totals, per_sequence
 from circuitcheck.spec.base import Seed, Strict
+from circuitcheck.spec.components import ComponentRef
+from circuitcheck.stats import SequenceStats, Totals, per_sequence
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 
 class Replacement(Strict):
-    component: str = Field(description="L.H, mlpL, embed, pos_embed or a hook name")
+    component: ComponentRef = Field(description="L.H, mlpL, embed, pos_embed or a hook name")
     with_: Literal["zero", "mean", "resample", "previous", "self", "uniform", "linear"] = Field(alias="with")
     at: str = Field(default=ALL, description="Positions where the replacement applies")
     seed: Seed | None = Field(default=None, description="For resample")
@@ -61,14 +64,14 @@ class ReplacementClaim(ClaimSpec):
                 raise PlanError(path + ("jacobian",), "'jacobian' applies to linear replacements only", "remove it")
             if r.with_ == "linear":
                 if not all(s.hook.endswith("hook_mlp_out") for s in sites):
-                    raise PlanError(path + ("with",), f"'linear' linearises an MLP, not {r.component!r}")
+                    raise PlanError(path + ("with",), f"'linear' linearises an MLP, not {str(r.component)!r}")
                 fit = ctx.selection(r.fit or "", "replace")
                 layer = sites[0].hook.split(".")[1]
                 edits += [HookEdit(s, at, "linear", reads=f"blocks.{layer}.hook_resid_mid", fit=fit, jacobian=r.jacobian) for s in sites]
                 continue
             if r.with_ in PATTERN_RULES:
                 if any(s.head is None for s in sites):
-                    raise PlanError(path + ("with",), f"attention rule {r.with_!r} applies to heads only, not {r.component!r}")
+                    raise PlanError(path + ("with",), f"attention rule {r.with_!r} applies to heads only, not {str(r.component)!r}")
                 sites = [HookSite(s.hook.replace("hook_z", "hook_pattern"), s.head) for s in sites]
             edits += [HookEdit(s, at, r.with_, r.seed) for s in sites]
         return tuple(edits)
@@ -94,7 +97,7 @@ class ReplacementClaim(ClaimSpec):
             )
             details = {"metric_full": float(full.mean()), "top1_agreement": agreement, "kl_to_full": divergence,
                        "n_examples": int(mask.sum()), "n_sequences": int(mask.any(1).sum())}
-            return Measurement(estimate, found, details, stats, scores.double())
+            return Measurement(estimate, found, details, stats, scores.double(), n_examples=int(mask.sum()))
 
         variants = {"replaced": variant} if variant.edits else {}
         lines = (f"replaced: {variant.describe()}", f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions)")

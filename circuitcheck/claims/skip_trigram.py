@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.claims.additive_fit import EarlierPosition, fit_ensemble, skip_trigram_features
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
-from circuitcheck.run.stats import SequenceStats, per_sequence, safe_ratio
 from circuitcheck.spec.base import Seed
+from circuitcheck.stats import SequenceStats, per_sequence, safe_ratio
 
 MAX_PARAMETERS = 20_000_000
 
@@ -38,6 +37,8 @@ class SkipTrigramClaim(ClaimSpec):
     max_iter: int = Field(default=500, ge=10, le=10_000)
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
+        import torch  # here, not at the top: `validate` loads this module without torch
+
         mask = ctx.scored(self.positions)
         tokens = ctx.batch.tokens
         feats = skip_trigram_features(tokens, mask, self.earlier_position)

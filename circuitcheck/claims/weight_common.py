@@ -9,11 +9,12 @@ model this is exact up to the other summand being replaced by its mean.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
+
+if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
+    import torch
 
 
 def ln1(model: Any, layer: int, x: torch.Tensor) -> torch.Tensor:
@@ -39,6 +40,8 @@ def qk_scores(model: Any, layer: int, head: int, queries: torch.Tensor, keys: to
 
 def weight_plan(claim_id: str, kind: str, lines: tuple[str, ...], measure: Callable[[], Measurement]) -> ClaimPlan:
     """A plan with no forward pass: the measurement is computed from the weights."""
+    import torch
+
     with torch.no_grad():
         measurement = measure()
 
@@ -46,18 +49,6 @@ def weight_plan(claim_id: str, kind: str, lines: tuple[str, ...], measure: Calla
         return measurement
 
     return ClaimPlan(claim_id, kind, {}, frozenset(), lines + ("no forward pass: read from the weights",), score)
-
-
-def parse_head(ctx: Any, name: str, field: str) -> tuple[int, int]:
-    """``"L.H"`` -> (layer, head), checked against the model."""
-    from circuitcheck.errors import PlanError
-
-    parts = name.split(".")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise PlanError(ctx.path + (field,), f"expected a head as 'L.H', got {name!r}")
-    layer, head = int(parts[0]), int(parts[1])
-    ctx.head(layer, head, (field,))
-    return layer, head
 
 
 def ov_matrix(model: Any, layer: int, head: int) -> torch.Tensor:

@@ -1,10 +1,16 @@
-"""The token batch every dataset produces: tokens plus per-position annotations."""
+"""The token batch every dataset produces: tokens plus per-position annotations.
+
+Importing it needs no torch (tensors appear in annotations), so dataset and claim modules can
+import it when ``circuitcheck validate`` loads them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 ROLE_NAMES: tuple[str, ...] = ("none", "X", "Y", "Z")
 """Role codes stored in :attr:`TokenBatch.roles`; index = code."""
@@ -67,6 +73,8 @@ class TokenBatch:
 
 def next_tokens_of(tokens: torch.Tensor) -> torch.Tensor:
     """The shifted-by-one targets for a token tensor, with NO_TARGET at the end."""
+    import torch
+
     nxt = torch.full_like(tokens, NO_TARGET)
     nxt[:, :-1] = tokens[:, 1:]
     return nxt

@@ -20,15 +20,17 @@ seed's *A, *B, *C); spaces are ``space``.
 from __future__ import annotations
 
 import string
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.data.batch import TokenBatch
 from circuitcheck.data.registry import DataContext, DatasetSpec, dataset_kind
 from circuitcheck.errors import PlanError
 from circuitcheck.spec.base import Seed
+
+if TYPE_CHECKING:  # torch is imported where tokens are built: `validate` loads this module without it
+    import torch
 
 WORDS: tuple[str, ...] = (
     "the", "and", "for", "you", "was", "are", "not", "but", "his", "she",
@@ -73,6 +75,8 @@ def mode_weights(mode: str, n_words: int = len(WORDS)) -> tuple[float, ...]:
 
 def word_tokens(words: tuple[str, ...] | list[str]) -> torch.Tensor:
     """Letter ids ``[n_words, 3]``; refuses words that are not 3 lowercase letters."""
+    import torch
+
     bad = [w for w in words if len(w) != 3 or any(c not in string.ascii_lowercase for c in w)]
     if bad:
         raise ValueError(f"words must be 3 lowercase letters, got {bad[:5]}")
@@ -80,6 +84,8 @@ def word_tokens(words: tuple[str, ...] | list[str]) -> torch.Tensor:
 
 
 def _weights_tensor(weights: tuple[float, ...] | list[float], n_words: int) -> torch.Tensor:
+    import torch
+
     w = torch.tensor(weights, dtype=torch.float64)
     if w.shape != (n_words,) or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"weights must be {n_words} finite non-negative numbers with a positive sum")
@@ -100,6 +106,8 @@ def generate_caesar_batch(
     uniformly from 0..25, all from one ``torch.Generator`` seeded with ``seed``.
     ``next_token[b, :]`` is sequence ``b``'s rotation at every position.
     """
+    import torch
+
     if n_seqs <= 0 or seq_len <= 0:
         raise ValueError(f"n_seqs and seq_len must be positive, got {n_seqs}, {seq_len}")
     letters = word_tokens(words)
@@ -132,6 +140,8 @@ def letter_frequencies(
     words: tuple[str, ...] | list[str] = WORDS, weights: tuple[float, ...] | list[float] | None = None
 ) -> torch.Tensor:
     """``[3, 26]``: probability of each letter at word positions 0, 1, 2 (default: easy weights)."""
+    import torch
+
     letters = word_tokens(words)
     w = _weights_tensor(zipf_weights(len(words)) if weights is None else weights, len(words))
     freqs = torch.zeros(3, N_LETTERS, dtype=torch.float64)
@@ -147,6 +157,8 @@ def rotation_posterior(first_letter_freqs: torch.Tensor) -> torch.Tensor:
     With row 0 of :func:`letter_frequencies` this is the ideal prediction at sequence
     position 0 (claim C1).
     """
+    import torch
+
     c = torch.arange(N_LETTERS)[:, None]
     r = torch.arange(N_LETTERS)[None, :]
     table = first_letter_freqs[(c - r) % N_LETTERS]
@@ -200,6 +212,8 @@ FIRST_LETTER_TABLE = "rotation_given_first_letter"
 
 def first_letter_table(words: list[str], weights: list[float]) -> torch.Tensor:
     """``[27 tokens, 26 rotations]``; the space row (never at position 0) is uniform."""
+    import torch
+
     table = torch.full((D_VOCAB, N_LETTERS), 1.0 / N_LETTERS, dtype=torch.float64)
     table[:N_LETTERS] = rotation_posterior(letter_frequencies(words, weights)[0])
     return table

@@ -10,15 +10,17 @@ made, so claims can select "positions where the answer is a bigram" or "a copy".
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.data.batch import NO_TARGET, TokenBatch
 from circuitcheck.data.registry import DataContext, DatasetSpec, dataset_kind
 from circuitcheck.errors import PlanError
 from circuitcheck.spec.base import Seed
+
+if TYPE_CHECKING:  # torch is imported where tokens are built: `validate` loads this module without it
+    import torch
 
 ROLE_NAMES = ("none", "bigram", "copy", "random")
 
@@ -28,6 +30,8 @@ def successor(tokens: torch.Tensor, vocab: int) -> torch.Tensor:
 
 
 def generate_copy_bigram(n_seqs: int, seq_len: int, vocab: int, p_bigram: float, p_copy: float, seed: int) -> TokenBatch:
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.empty(n_seqs, seq_len, dtype=torch.long)
     roles = torch.zeros(n_seqs, seq_len, dtype=torch.long)

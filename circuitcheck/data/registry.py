@@ -1,15 +1,20 @@
-"""Dataset kinds: a spec class per kind, registered by its ``kind`` tag."""
+"""Dataset kinds: a spec class per kind, registered by its ``kind`` tag.
+
+The registry lives in :mod:`circuitcheck.spec.kinds`, so that loading a file needs no torch;
+dataset modules import torch inside the functions that build tokens, for the same reason.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from circuitcheck.data.batch import TokenBatch
 from circuitcheck.errors import PlanError
-from circuitcheck.registry import Registry
-from circuitcheck.spec.base import Strict
+from circuitcheck.spec.kinds import DatasetFields, dataset_kinds
+
+__all__ = ["CARD_FIX", "DataContext", "DatasetSpec", "build_dataset", "check_batch", "dataset_kind", "dataset_kinds"]
 
 CARD_FIX = "regenerate the model card with the script that made the model (models/train_*.py)"
 
@@ -26,22 +31,19 @@ class DataContext:
     """How errors name ``base_dir``, the folder a dataset's relative paths resolve against."""
 
 
-class DatasetSpec(Strict):
-    kind: str
-    kind_name: ClassVar[str] = ""
+class DatasetSpec(DatasetFields):
+    """A dataset kind: its keys, and how it builds a :class:`TokenBatch` for a model."""
 
     def build(self, ctx: DataContext) -> TokenBatch:
         raise NotImplementedError
-
-
-dataset_kinds: Registry[type[DatasetSpec]] = Registry("dataset kind")
 
 
 def dataset_kind(cls: type[DatasetSpec]) -> type[DatasetSpec]:
     """Register a dataset spec class under the default of its ``kind`` field."""
     name = cls.model_fields["kind"].default
     cls.kind_name = name
-    return dataset_kinds.register(name)(cls)
+    dataset_kinds.register(name)(cls)
+    return cls
 
 
 def build_dataset(spec: DatasetSpec, ctx: DataContext) -> TokenBatch:

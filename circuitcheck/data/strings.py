@@ -8,9 +8,8 @@ card's ``task`` block unless the hypothesis file lists them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field
 
 from circuitcheck.data.batch import TokenBatch, next_tokens_of
@@ -18,9 +17,14 @@ from circuitcheck.data.registry import DataContext, DatasetSpec, dataset_kind
 from circuitcheck.errors import PlanError
 from circuitcheck.spec.base import Seed
 
+if TYPE_CHECKING:  # torch is imported where tokens are built: `validate` loads this module without it
+    import torch
+
 
 def encode(strings: list[str] | list[list[str]], vocab: list[str]) -> torch.Tensor:
     """Token ids ``[n_strings, length]``; every string must have the same length."""
+    import torch
+
     rows = [[vocab.index(ch) for ch in s] for s in strings]
     return torch.tensor(rows, dtype=torch.long)
 
@@ -36,6 +40,8 @@ class StringsDataset(DatasetSpec):
     weights: list[float] | None = Field(default=None, description="Sampling weights, one per string (default uniform)")
 
     def build(self, ctx: DataContext) -> TokenBatch:
+        import torch
+
         task = ctx.model_card.get("task") or {}
         vocab = task.get("vocab")
         strings = self.strings or task.get("strings")

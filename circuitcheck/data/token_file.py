@@ -8,16 +8,16 @@ vocabulary, a wrong number of dimensions. ``.pt`` files are read with ``weights_
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from circuitcheck.data.batch import ROLE_NAMES, TokenBatch, next_tokens_of
 from circuitcheck.data.registry import DataContext, DatasetSpec, dataset_kind
 from circuitcheck.errors import PlanError
-from circuitcheck.zoo.tensor_files import UnreadableTensors, read_tensors
+from circuitcheck.tensor_files import UnreadableTensors, read_tensors
 
-INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+if TYPE_CHECKING:  # torch is imported where tokens are read: `validate` loads this module without it
+    import torch
+
 SAVE_FIX = "save a LongTensor [batch, seq] of token ids, e.g. torch.save({'tokens': ids.long()}, path)"
 
 
@@ -31,6 +31,8 @@ class FileDataset(DatasetSpec):
     roles_key: str | None = None
 
     def build(self, ctx: DataContext) -> TokenBatch:
+        import torch
+
         path = _existing(self.path, ctx)
         try:
             tensors = read_tensors(path)
@@ -66,9 +68,11 @@ def _existing(text: str, ctx: DataContext) -> Path:
 
 def _ids(path: Path, key: str, value: object, limit: int, what: str, where: tuple[str, ...]) -> torch.Tensor:
     """``value`` as int64 ids ``[batch, seq]`` in ``[0, limit)``, or a PlanError naming the file and the fix."""
+    import torch
+
     if not isinstance(value, torch.Tensor):
         raise PlanError(where, f"{path}: {key!r} is a {type(value).__name__}, not a tensor", SAVE_FIX)
-    if value.dtype not in INTEGER_DTYPES:
+    if value.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
         kind = "integers" if what == "token" else "integer role codes"
         # Casting would silently truncate 3.7 to 3 and turn NaN into garbage: refuse instead.
         raise PlanError(where, f"{path}: {what} ids must be {kind}, got {str(value.dtype).removeprefix('torch.')}", SAVE_FIX)

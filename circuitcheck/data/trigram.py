@@ -11,9 +11,12 @@ signal appears, never the right answer at Y.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from circuitcheck.data.batch import ROLE_NAMES, TokenBatch, next_tokens_of
+
+if TYPE_CHECKING:  # torch is imported where tokens are built: `validate` loads this module without it
+    import torch
 
 X, Y, Z = (ROLE_NAMES.index(r) for r in ("X", "Y", "Z"))
 
@@ -26,6 +29,8 @@ def make_trigram_set(
     The first ``n_repeats`` have X == Y, like the seed's (72, 72, 48): the claim
     that such trigrams are predicted without attention (T7) needs some to exist.
     """
+    import torch
+
     if n_trigrams > d_vocab * d_vocab or n_repeats > min(d_vocab, n_trigrams):
         raise ValueError(f"cannot draw {n_trigrams} distinct prefixes from {d_vocab}^2")
     gen = torch.Generator().manual_seed(seed)
@@ -50,6 +55,8 @@ def generate_trigram_batch(
     seed: int,
 ) -> TokenBatch:
     """Sequences where about ``density`` of all tokens belong to planted trigrams."""
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     is_prefix = torch.zeros(d_vocab, d_vocab, dtype=torch.bool)
     is_prefix[trigrams[:, 0], trigrams[:, 1]] = True
@@ -78,6 +85,8 @@ def generate_trigram_batch(
 def _fill_without_accidental_prefixes(
     tokens: torch.Tensor, is_prefix: torch.Tensor, d_vocab: int, gen: torch.Generator
 ) -> None:
+    import torch
+
     n_seqs, seq_len = tokens.shape
     for p in range(seq_len):
         free = tokens[:, p] < 0

@@ -1,10 +1,16 @@
-"""The built-in metrics. Each is tested against an independent reference in tests/."""
+"""The built-in metrics. Each is tested against an independent reference in tests/.
+
+They use tensor methods only, so this module imports without torch (see :mod:`.registry`).
+"""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from circuitcheck.metrics.registry import metric
+
+if TYPE_CHECKING:
+    import torch
 
 
 @metric("accuracy", higher_is_better=True)

@@ -1,15 +1,21 @@
-"""Metrics: pure functions from logits at selected positions to per-example scores."""
+"""Metrics: pure functions from logits at selected positions to per-example scores.
+
+Registering a metric needs no torch (tensors appear in annotations only), so that
+``circuitcheck validate`` can check metric names without importing it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from circuitcheck.registry import Registry
 
-MetricFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+MetricFn = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 """``(logits [N, V], targets [N], clean_logits [N, V]) -> scores [N]``."""
 
 

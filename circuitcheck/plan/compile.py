@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from circuitcheck.claims.base import CompileContext
 from circuitcheck.data.batch import TokenBatch
 from circuitcheck.data.registry import DataContext, build_dataset
 from circuitcheck.errors import CircuitcheckError, PlanError, SpecError, SpecErrors
+from circuitcheck.plan.context import CompileContext
 from circuitcheck.plan.interventions import CLEAN, ClaimPlan
 from circuitcheck.plan.positions import resolve_selections
 from circuitcheck.spec.hypothesis import load_hypothesis, report_stem
@@ -35,6 +35,8 @@ class FilePlan:
     claims: tuple[ClaimPlan, ...]
     not_applicable: dict[str, str] = field(default_factory=dict)
     """Claim id -> why it cannot apply to this model (only with ``skip_inapplicable``)."""
+    source_sha256: str | None = None
+    """The spec's own hash when it was built in Python (no file to hash)."""
 
     @property
     def name(self) -> str:
@@ -51,12 +53,22 @@ def compile_file(path: Path, model_override: str | None = None, skip_inapplicabl
     on a command line). With ``skip_inapplicable``, claims that do not fit the model (and claims
     derived from them) are left out and listed in ``FilePlan.not_applicable`` instead of raising."""
     spec, smap = load_hypothesis(path)
-    base = path.resolve().parent
+    return compile_spec(spec, smap, path, model_override, skip_inapplicable)
+
+
+def compile_spec(
+    spec: Any, smap: SourceMap, path: Path, model_override: str | None = None, skip_inapplicable: bool = False,
+    *, base: Path | None = None, source_sha256: str | None = None,
+) -> FilePlan:
+    """:func:`compile_file` on a validated spec that ``path`` names. Its relative model and data paths
+    resolve against ``base``: by default ``path``'s folder; a spec built in Python passes the current directory."""
+    base_is = FILE_FOLDER if base is None else None
+    base = path.resolve().parent if base is None else base
     if model_override is not None:  # typed on the command line: relative to where it was typed
         loaded = load(model_override)
     else:
         try:
-            loaded = load(spec.model, base, FILE_FOLDER)
+            loaded = load(spec.model, base, base_is)
         except CircuitcheckError as err:
             raise SpecError(smap.locate(("model",)), "model", str(err)) from None
     cfg = loaded.model.cfg
@@ -82,4 +94,4 @@ def compile_file(path: Path, model_override: str | None = None, skip_inapplicabl
         if missing:
             skipped[plan.claim_id] = f"depends on {', '.join(missing)}, which cannot apply to this model"
     kept = tuple(p for p in plans if p.claim_id not in skipped)
-    return FilePlan(path, spec, smap, loaded, batch, masks, inputs, kept, skipped)
+    return FilePlan(path, spec, smap, loaded, batch, masks, inputs, kept, skipped, source_sha256)

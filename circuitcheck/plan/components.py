@@ -1,4 +1,4 @@
-"""Component names in hypothesis files, resolved to hook sites on a concrete model.
+"""Components, parsed when the file loads (:mod:`circuitcheck.spec.components`), resolved to hook sites on a concrete model.
 
 ``embed``, ``pos_embed``, ``L.H`` (head H of layer L), ``attnL`` (every head of
 layer L), ``mlpL``, or a raw hook name such as ``blocks.0.hook_resid_mid``.
@@ -7,15 +7,12 @@ layer L), ``mlpL``, or a raw hook name such as ``blocks.0.hook_resid_mid``.
 from __future__ import annotations
 
 import difflib
-import re
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
 from circuitcheck.errors import PlanError
-
-_HEAD = re.compile(r"^(\d+)\.(\d+)$")
-_LAYER = re.compile(r"^(attn|mlp)(\d+)$")
+from circuitcheck.spec.components import Attn, Component, Embed, Head, Hook, Mlp, PosEmbed
 
 
 @dataclass(frozen=True, order=True)
@@ -29,17 +26,17 @@ class HookSite:
         return self.hook if self.head is None else f"{self.hook}[head {self.head}]"
 
 
-def model_components(model: Any) -> list[str]:
-    """Every component name a model has, in forward order."""
+def model_components(model: Any) -> list[Component]:
+    """Every component a model has, in forward order (``str`` gives each one's name)."""
     cfg = model.cfg
-    names = ["embed"]
+    found: list[Component] = [Embed()]
     if "hook_pos_embed" in model.hook_dict:
-        names.append("pos_embed")
+        found.append(PosEmbed())
     for layer in range(cfg.n_layers):
-        names += [f"{layer}.{h}" for h in range(cfg.n_heads)]
+        found += [Head(layer, h) for h in range(cfg.n_heads)]
         if not cfg.attn_only:
-            names.append(f"mlp{layer}")
-    return names
+            found.append(Mlp(layer))
+    return found
 
 
 _HOOKS: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
@@ -71,41 +68,34 @@ def check_hook_name(model: Any, name: str, path: tuple[str | int, ...]) -> str:
     raise PlanError(path, f"unknown hook {name!r}", fix)
 
 
-def resolve_component(model: Any, name: str, path: tuple[str | int, ...]) -> list[HookSite]:
-    """The hook sites whose outputs make up component ``name``."""
+def resolve_component(model: Any, component: Component, path: tuple[str | int, ...]) -> list[HookSite]:
+    """The hook sites whose outputs make up ``component``, checked against the model."""
     cfg = model.cfg
-    if name == "embed":
+    if isinstance(component, Embed):
         return [HookSite("hook_embed")]
-    if name == "pos_embed":
+    if isinstance(component, PosEmbed):
         return [HookSite(check_hook_name(model, "hook_pos_embed", path))]
-    if "hook" in name:
-        return [HookSite(check_hook_name(model, name, path))]
-    head = _HEAD.match(name)
-    layer_match = _LAYER.match(name)
-    layer = int(head.group(1)) if head else int(layer_match.group(2)) if layer_match else None
-    if layer is None:
-        guess = difflib.get_close_matches(name, model_components(model), n=1)
-        fix = f"did you mean {guess[0]!r}?" if guess else "use embed, pos_embed, L.H, attnL, mlpL or a hook name"
-        raise PlanError(path, f"unknown component {name!r}", fix)
+    if isinstance(component, Hook):
+        return [HookSite(check_hook_name(model, component.name, path))]
+    layer = component.layer
     if layer >= cfg.n_layers:
         raise PlanError(path, f"layer {layer} is out of range: the model has {cfg.n_layers} layer(s)", f"use a layer in 0..{cfg.n_layers - 1}")
     z = f"blocks.{layer}.attn.hook_z"
-    if head:
-        h = int(head.group(2))
-        if h >= cfg.n_heads:
-            raise PlanError(path, f"head {h} is out of range: layer {layer} has {cfg.n_heads} head(s)", f"use a head in 0..{cfg.n_heads - 1}")
-        return [HookSite(z, h)]
-    if layer_match and layer_match.group(1) == "attn":
+    if isinstance(component, Head):
+        if component.head >= cfg.n_heads:
+            raise PlanError(path, f"head {component.head} is out of range: layer {layer} has {cfg.n_heads} head(s)", f"use a head in 0..{cfg.n_heads - 1}")
+        return [HookSite(z, component.head)]
+    if isinstance(component, Attn):
         return [HookSite(z, h) for h in range(cfg.n_heads)]
     if cfg.attn_only:
-        raise PlanError(path, f"the model is attention-only: it has no {name!r}", "drop the MLP from this claim")
+        raise PlanError(path, f"the model is attention-only: it has no {str(component)!r}", "drop the MLP from this claim")
     return [HookSite(f"blocks.{layer}.hook_mlp_out")]
 
 
-def resolve_components(model: Any, names: list[str], path: tuple[str | int, ...]) -> list[HookSite]:
+def resolve_components(model: Any, components: list[Component], path: tuple[str | int, ...]) -> list[HookSite]:
     sites: list[HookSite] = []
-    for i, name in enumerate(names):
-        for site in resolve_component(model, name, path + (i,)):
+    for i, component in enumerate(components):
+        for site in resolve_component(model, component, path + (i,)):
             if site not in sites:
                 sites.append(site)
     return sites

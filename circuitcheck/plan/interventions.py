@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from circuitcheck.data.batch import TokenBatch
 from circuitcheck.plan.components import HookSite
-from circuitcheck.run.stats import SequenceStats
+from circuitcheck.stats import SequenceStats
+
+if TYPE_CHECKING:  # tensors appear in annotations only: claim modules import this without torch
+    import torch
 
 Source = Literal["zero", "mean", "resample", "clean", "previous", "self", "uniform", "linear", "path"]
 """What an edited activation is replaced with: zeros; its per-position mean over the
@@ -79,8 +80,25 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class RandomCircuits:
+    """A claim's estimate against ``n`` random circuits of the same size: their ``mean`` estimate, and
+    the p-value of a random circuit doing at least as well (Holm-corrected across a file by the verdict)."""
+
+    n: int
+    mean: float
+    p_value: float
+
+    def shown(self) -> dict[str, float | int]:
+        """The report's details keys for these numbers."""
+        return {"random_n": self.n, "random_mean": self.mean, "p_value": self.p_value}
+
+
+@dataclass(frozen=True)
 class Measurement:
-    """What a claim found: the headline estimate plus the numbers behind it."""
+    """What a claim found: the headline estimate plus the numbers behind it.
+
+    ``details`` are shown in reports only; the verdict reads the typed fields.
+    """
 
     estimate: float
     found: str
@@ -88,6 +106,10 @@ class Measurement:
     stats: SequenceStats | None = None
     per_example: torch.Tensor | None = None
     """Per-example scores on the estimate's scale, for worst-case floors."""
+    n_examples: int | None = None
+    """Examples scored; an inconclusive verdict uses it to say how many would resolve the interval."""
+    random: RandomCircuits | None = None
+    """The estimate against random circuits of the same size (claims with a ``random_baseline``)."""
 
 
 @dataclass(frozen=True)

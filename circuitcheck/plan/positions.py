@@ -1,18 +1,27 @@
-"""Named position selections resolved to boolean masks over ``[batch, seq]``."""
+"""Named position selections resolved to boolean masks over ``[batch, seq]``.
+
+Claim modules read :data:`ALL` when ``circuitcheck validate`` loads them, so torch is
+imported inside the functions that build masks.
+"""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from circuitcheck.data.batch import NO_TARGET, TokenBatch
 from circuitcheck.errors import PlanError
 from circuitcheck.spec.base import PositionSelection
+
+if TYPE_CHECKING:
+    import torch
 
 ALL = "all"
 """The built-in selection every file has: every position."""
 
 
 def selection_mask(sel: PositionSelection, batch: TokenBatch, path: tuple[str | int, ...]) -> torch.Tensor:
+    import torch
+
     n, seq = batch.tokens.shape
     mask = torch.ones(n, seq, dtype=torch.bool)
     if sel.role is not None:
@@ -61,10 +70,14 @@ def token_ids(batch: TokenBatch, tokens: list[int | str], path: tuple[str | int,
 
 def holds_any(batch: TokenBatch, tokens: list[int | str], path: tuple[str | int, ...]) -> torch.Tensor:
     """Positions whose token is one of ``tokens``."""
+    import torch
+
     return torch.isin(batch.tokens, torch.tensor(token_ids(batch, tokens, path)))
 
 
 def resolve_selections(selections: dict[str, PositionSelection], batch: TokenBatch) -> dict[str, torch.Tensor]:
+    import torch
+
     masks = {ALL: torch.ones(batch.tokens.shape, dtype=torch.bool)}
     for name, sel in selections.items():
         if name == ALL:

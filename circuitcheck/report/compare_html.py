@@ -8,8 +8,8 @@ from typing import Any
 
 from circuitcheck.report.figures import Figures
 from circuitcheck.report.html import anchor, page, run_body, table
-from circuitcheck.report.matrix import difference_header, difference_text, footnotes, interval_text
 from circuitcheck.report.svg import VERDICT_COLORS, interval_bar
+from circuitcheck.report.text import difference_header, difference_text, footnotes, interval_text, outcome
 
 BAR_WIDTH = 220
 DIFFERS = "#0969da"
@@ -19,7 +19,7 @@ def _cell(claim: dict[str, Any], variant: str) -> str:
     cell = claim["cells"][variant]
     if cell["status"] != "run":
         return f'<span class="badge na">N/A</span><br><span class="muted">{escape(cell["reason"])}</span>'
-    key = {True: "pass", False: "fail", None: "inconclusive"}[cell["as_expected"]]
+    key = outcome(cell)
     bar = interval_bar(cell["estimate"], cell["ci_low"], cell["ci_high"], claim["threshold"], VERDICT_COLORS[key],
                        BAR_WIDTH, f"{claim['id']} on {variant}")
     link = f'<a href="#{anchor(variant, "claim", claim["id"])}">{escape(cell["mark"])}</a>'

@@ -12,10 +12,9 @@ import re
 from html import escape
 from typing import Any
 
-from circuitcheck.report.document import headline
 from circuitcheck.report.figures import Figures
-from circuitcheck.report.render import mark
 from circuitcheck.report.svg import VERDICT_COLORS, Heatmap, bar_chart, heatmap, interval_bar
+from circuitcheck.report.text import headline, mark, outcome
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#24292f;margin:0;background:#f6f8fa}
@@ -54,11 +53,6 @@ def fmt(x: Any) -> str:
     if isinstance(x, (dict, list)):
         return json.dumps(x)
     return str(x)
-
-
-def outcome(claim: dict[str, Any]) -> str:
-    """The colour a claim shows: green when it came out as the file expects, red when not."""
-    return {True: "pass", False: "fail", None: "inconclusive"}[claim["as_expected"]]
 
 
 def badge(claim: dict[str, Any]) -> str:

@@ -11,40 +11,15 @@ from typing import Any
 
 from tabulate import tabulate
 
+from circuitcheck.report.compare_html import comparison_html
 from circuitcheck.report.figures import Figures
 from circuitcheck.report.markdown_escape import md_code, md_text
 from circuitcheck.report.render import run_id_comment, write_stamped
-
-STAR = "*"
-
-
-def _f(x: Any) -> str:
-    return "n/a" if x is None else f"{x:.4g}" if isinstance(x, float) else str(x)
-
-
-def interval_text(cell: dict[str, Any]) -> str:
-    return f"{_f(cell['estimate'])} [{_f(cell['ci_low'])}, {_f(cell['ci_high'])}]"
+from circuitcheck.report.text import difference_header, difference_text, footnotes, interval_text
 
 
 def cell_text(cell: dict[str, Any]) -> str:
     return f"{cell['mark']} {interval_text(cell)}" if cell["status"] == "run" else "n/a"
-
-
-def difference_text(d: dict[str, Any]) -> str:
-    if d["estimate"] is None:
-        return "n/a"
-    if d["ci_low"] is None:
-        return f"{d['estimate']:+.4g} (no interval)"
-    flag = f" {STAR}" if d["excludes_zero"] else ""
-    if d["basis"] == "exact":
-        return f"{d['estimate']:+.4g} (exact){flag}"
-    if d["basis"] == "unpaired bootstrap":
-        flag = " unpaired" + flag
-    return f"{d['estimate']:+.4g} [{d['ci_low']:+.4g}, {d['ci_high']:+.4g}]{flag}"
-
-
-def difference_header(d: dict[str, Any]) -> str:
-    return f"{d['variant']} - {d['against']}"
 
 
 def matrix_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -55,22 +30,6 @@ def matrix_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         for c in doc["claims"]
     ]
     return headers, rows
-
-
-def footnotes(doc: dict[str, Any]) -> list[str]:
-    """What the stars mean, the claims that differ, and why the n/a cells are n/a."""
-    level = int(doc["statistics"]["confidence"] * 100)
-    differing = ", ".join(f"{d['claim']} ({d['variant']})" for d in doc["summary"]["differing"]) or "none"
-    lines = [
-        f"{STAR} the {level}% interval of the difference excludes zero (paired on the same sequences; marked unpaired "
-        f"where the variants' datasets differ; marked exact for weight-based claims: the difference is not zero). "
-        f"Differ: {differing}."
-    ]
-    for c in doc["claims"]:
-        for variant, cell in c["cells"].items():
-            if cell["status"] != "run":
-                lines.append(f"{c['id']} on {variant}: not applicable: {cell['reason']}")
-    return lines
 
 
 def terminal_matrix(doc: dict[str, Any]) -> str:
@@ -111,6 +70,4 @@ def comparison_markdown(doc: dict[str, Any]) -> str:
 
 def write_comparison(doc: dict[str, Any], report_dir: Path, figures: dict[str, Figures] | None = None) -> list[Path]:
     """``<name>.md``, ``<name>.json`` and ``<name>.html`` of a comparison document, sharing one ``run_id``."""
-    from circuitcheck.report.compare_html import comparison_html  # compare_html reads this module's texts
-
     return write_stamped(doc, report_dir, comparison_markdown, lambda d: comparison_html(d, figures or {}))

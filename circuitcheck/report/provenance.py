@@ -74,7 +74,7 @@ def provenance(plan: FilePlan, argv: list[str] | None = None) -> dict[str, Any]:
         "checkpoint": str(plan.loaded.checkpoint),
         "checkpoint_sha256": plan.loaded.checkpoint_sha256,
         "hypothesis_file": str(plan.path),
-        "hypothesis_sha256": hashlib.sha256(plan.path.read_bytes()).hexdigest(),
+        "hypothesis_sha256": plan.source_sha256 or hashlib.sha256(plan.path.read_bytes()).hexdigest(),
         "dataset": dict(plan.batch.params),
         "dataset_tokens_sha256": tensor_sha256(plan.batch.tokens),
         "seeds": all_seeds(plan),

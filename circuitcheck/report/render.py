@@ -6,42 +6,26 @@ import json
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tabulate import tabulate
 
 from circuitcheck.atomic import exclusive_lock, write_atomic
 from circuitcheck.errors import CircuitcheckError
-from circuitcheck.report.document import headline
+from circuitcheck.report.figures import Figures
+from circuitcheck.report.html import run_html
 from circuitcheck.report.markdown_escape import md_code, md_text
-
-if TYPE_CHECKING:
-    from circuitcheck.report.figures import Figures
+from circuitcheck.report.text import headline, mark, num
 
 UNSAFE_IN_NAMES = ("/", "\\", "\0")
 """Characters a report name may not hold: path separators (either OS's) and NUL."""
 
-MARK = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE"}
-
-
-def _fmt(x: Any) -> str:
-    return "n/a" if x is None else f"{x:.4g}" if isinstance(x, float) else str(x)
-
-
-def mark(c: dict[str, Any]) -> str:
-    if c.get("expect") == "refuted" and c["verdict"] != "inconclusive":
-        return "REFUTED (expected)" if c["verdict"] == "fail" else "HOLDS (expected refuted)"
-    if c.get("expect") == "known_failure" and c["verdict"] != "inconclusive":
-        return "FAIL (known)" if c["verdict"] == "fail" else "HOLDS (known failure)"
-    return MARK[c["verdict"]]
-
-
 def _ci(c: dict[str, Any]) -> str:
-    return f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]"
+    return f"[{num(c['ci_low'])}, {num(c['ci_high'])}]"
 
 
 def terminal_table(doc: dict[str, Any]) -> str:
-    rows = [[c["id"], c["kind"], mark(c), _fmt(c["estimate"]), _ci(c), c["threshold"], c["metric"]] for c in doc["claims"]]
+    rows = [[c["id"], c["kind"], mark(c), num(c["estimate"]), _ci(c), c["threshold"], c["metric"]] for c in doc["claims"]]
     level = int(doc["statistics"]["confidence"] * 100)
     headers = ["claim", "kind", "verdict", "estimate", f"{level}% CI", "threshold", "metric"]
     table = tabulate(rows, headers=headers, tablefmt="simple")
@@ -59,7 +43,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {md_text(c['id'])} | {md_text(c['kind'])} | {mark(c)} | {_fmt(c['estimate'])} | {_ci(c)} "
+        f"| {md_text(c['id'])} | {md_text(c['kind'])} | {mark(c)} | {num(c['estimate'])} | {_ci(c)} "
         f"| {md_text(c['threshold'])} | {md_text(c['metric'])} |"
         for c in doc["claims"]
     ]
@@ -67,7 +51,7 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["", f"## {md_text(c['id'])}: {mark(c)}", "", f"> {md_text(c['statement'])}", "", md_text(c["sentence"])]
         if c.get("seed_figure"):
             lines += ["", f"Seed figure: {md_text(c['seed_figure'])}."]
-        details = ", ".join(f"{k} = {_fmt(v)}" for k, v in c["details"].items())
+        details = ", ".join(f"{k} = {num(v)}" for k, v in c["details"].items())
         lines += ["", f"Details: {md_text(details)}"]
     st = doc["statistics"]
     lines += ["", "## Statistics", "", f"Intervals: {md_text(st['method'])}, {st['resamples']} resamples, seed {st['seed']}, {st['confidence']:.0%} two-sided."]
@@ -154,6 +138,4 @@ def write_stamped(
 def write_reports(doc: dict[str, Any], report_dir: Path, figures: Figures | None = None) -> list[Path]:
     """``<name>.md``, ``<name>.json`` and ``<name>.html`` of one run, sharing one ``run_id``; ``figures``
     (from the run) go into the HTML."""
-    from circuitcheck.report.html import run_html  # html reads this module's mark()
-
     return write_stamped(doc, report_dir, markdown, lambda d: run_html(d, figures))

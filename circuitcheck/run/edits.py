@@ -1,7 +1,7 @@
 """What edits write, and the hook functions that write it.
 
 ``grouped_editor`` is the stacked engine's hook: every group of edits at one hook
-(see :mod:`circuitcheck.run.edit_groups`) written into its variants' blocks of rows.
+(see :mod:`circuitcheck.run.edit_groups`) written into its blocks of rows.
 ``apply_edit`` is the one-variant reference the naive loop uses.
 """
 
@@ -37,15 +37,18 @@ def rule_pattern(rule: str, shape: torch.Size, dtype: torch.dtype) -> torch.Tens
     return rows.expand(shape)
 
 
-def edit_values(repl: Replacements, edit: HookEdit, rows: torch.Tensor, act: torch.Tensor, read: torch.Tensor | None = None) -> torch.Tensor:
-    """What ``edit`` writes into ``act``; ``read`` is this run's ``edit.reads`` activation, for linear edits."""
+def edit_values(
+    repl: Replacements, edit: HookEdit, seqs: torch.Tensor, act: torch.Tensor, read: torch.Tensor | None = None
+) -> torch.Tensor:
+    """What ``edit`` writes into ``act`` (sequences ``seqs``); ``read`` is this run's ``edit.reads``
+    activation, for linear edits."""
     if edit.source == "linear":
         assert read is not None, "linear edits need the activation they read"
         j, b = repl.linear_map(edit)
         return read @ j.T + b
     if edit.source in PATTERN_RULES:
         return rule_pattern(edit.source, act.shape, act.dtype)
-    return repl.values(edit, rows)
+    return repl.values(edit, seqs)
 
 
 def apply_edit(act: torch.Tensor, edit: HookEdit, repl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -56,7 +59,9 @@ def apply_edit(act: torch.Tensor, edit: HookEdit, repl: torch.Tensor, mask: torc
     return apply_edit_positions_second(act, edit, repl, mask)
 
 
-def apply_edit_positions_second(act: torch.Tensor, edit: HookEdit, repl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def apply_edit_positions_second(
+    act: torch.Tensor, edit: HookEdit, repl: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     if edit.site.head is None:
         keep = mask.reshape(mask.shape + (1,) * (act.dim() - 2))
         return torch.where(keep, repl, act)
@@ -69,47 +74,77 @@ def apply_edit_positions_second(act: torch.Tensor, edit: HookEdit, repl: torch.T
 
 def grouped_editor(
     groups: list[EditGroup],
-    stack: torch.Tensor,
-    rows: torch.Tensor,
+    mask_stack: torch.Tensor,
+    seqs: torch.Tensor,
     n_blocks: int,
     repl: Replacements,
     stash: dict[str, torch.Tensor],
-    cols: torch.Tensor | None,
+    block_positions: torch.Tensor | None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """One hook function applying every group's edits to its blocks of a stacked batch."""
-    c = len(rows)
+    """One hook function applying every group's edits to its blocks of a stacked batch.
+
+    ``seqs``: the chunk's sequence indices (each block holds these sequences); ``block_positions``:
+    in a pass inside the last block, the one position each block holds."""
+    c = len(seqs)
 
     def edit_all(act: torch.Tensor) -> torch.Tensor:
         # Edited in a copy: a hook's input can be the residual stream itself (``hook_resid_mid``
         # is ``ln2``'s input, which the block also adds to the MLP's output), and the edit must
         # reach only the hook's consumer, as a hook returning a new tensor does.
-        blocks = act.clone(memory_format=torch.contiguous_format).view((n_blocks, c) + act.shape[1:])
+        stacked = act.clone(memory_format=torch.contiguous_format).view((n_blocks, c) + act.shape[1:])
         for group in groups:
-            hook, head = group.template.site.hook, group.head
-            view = head_view(blocks, hook, head)
-            variants, masks = member_masks(group, stack, rows, view.dim(), cols)
-            if group.per_variant:  # computed from this pass's own (already per-block) activations
-                read = stash[group.template.reads].reshape((n_blocks, c) + stash[group.template.reads].shape[1:])  # type: ignore[index]
-                if head is None:
-                    values = edit_values(repl, group.template, rows, blocks[0], read[variants])
-                else:
-                    values = torch.stack([head_values(edit_values(repl, group.template, rows, blocks[k], read[k]), hook, head) for k in variants.tolist()])
+            view = head_view(stacked, group.template.site.hook, group.head)
+            blocks, masks = member_masks(group, mask_stack, seqs, view.dim(), block_positions)
+            values = _group_values(group, stacked, blocks, seqs, repl, stash, block_positions)
+            _check_finite_values(values, group, blocks, seqs)
+            if masks is None:
+                view[blocks] = values.expand((len(blocks),) + values.shape[1:])
             else:
-                values = head_values(edit_values(repl, group.template, rows, blocks[0]), hook, head)
-                values = values.unsqueeze(0) if cols is None else per_position_values(values, cols[variants])
-            if not torch.isfinite(values).all():  # what the edit writes; the rest was there before
-                where = (~torch.isfinite(values)).reshape(len(values), c, -1).any(-1).nonzero()[0]
-                raise SelfCheckError(
-                    f"non-finite values after the edit '{group.template}' at hook {hook!r}, "
-                    f"sequence {int(rows[where[1]])} (variant {int(variants[where[0]])} of the pass)"
-                )
-            view[variants] = values.expand((len(variants),) + values.shape[1:]) if masks is None else torch.where(masks, values, view[variants])
-        return blocks.reshape(act.shape)
+                view[blocks] = torch.where(masks, values, view[blocks])
+        return stacked.reshape(act.shape)
 
     return edit_all
 
 
-def add_stashes(hooks: dict[str, Callable[[torch.Tensor], Any]], reads: set[str], stash: dict[str, torch.Tensor]) -> None:
+def _group_values(
+    group: EditGroup,
+    stacked: torch.Tensor,
+    blocks: torch.Tensor,
+    seqs: torch.Tensor,
+    repl: Replacements,
+    stash: dict[str, torch.Tensor],
+    block_positions: torch.Tensor | None,
+) -> torch.Tensor:
+    """What the group writes, shaped to broadcast over ``stacked[blocks]`` (head selected)."""
+    template, hook, head = group.template, group.template.site.hook, group.head
+    if not group.values_per_block:  # the same values for every block: computed once
+        values = head_values(edit_values(repl, template, seqs, stacked[0]), hook, head)
+        return values.unsqueeze(0) if block_positions is None else per_position_values(values, block_positions[blocks])
+    # Computed from this pass's own activations, which are already per block.
+    assert template.reads is not None, "linear edits name the activation they read"
+    read = stash[template.reads]
+    read = read.reshape((len(stacked), len(seqs)) + read.shape[1:])
+    if head is None:
+        return edit_values(repl, template, seqs, stacked[0], read[blocks])
+    return torch.stack(
+        [head_values(edit_values(repl, template, seqs, stacked[b], read[b]), hook, head) for b in blocks.tolist()]
+    )
+
+
+def _check_finite_values(values: torch.Tensor, group: EditGroup, blocks: torch.Tensor, seqs: torch.Tensor) -> None:
+    """What the edit writes must be finite (what it leaves was there before, and checked then)."""
+    if torch.isfinite(values).all():
+        return
+    where = (~torch.isfinite(values)).reshape(len(values), len(seqs), -1).any(-1).nonzero()[0]
+    raise SelfCheckError(
+        f"non-finite values after the edit '{group.template}' at hook {group.template.site.hook!r}, "
+        f"sequence {int(seqs[where[1]])} (variant {int(blocks[where[0]])} of the pass)"
+    )
+
+
+def add_stashes(
+    hooks: dict[str, Callable[[torch.Tensor], Any]], reads: set[str], stash: dict[str, torch.Tensor]
+) -> None:
     """Keep this pass's activation at every hook a linear edit reads (it fires earlier in the pass)."""
     for name in reads:
         if name in hooks:

@@ -1,10 +1,40 @@
-"""Run every variant of a plan batched along the batch dimension.
+"""Run every variant of a plan in shared, stacked forward passes.
 
-One clean pass caches the activations that edits and scores read. Then all
-other variants are stacked: rows ``[k * c, (k + 1) * c)`` of a chunk hold
-variant ``k`` for the chunk's ``c`` sequences, and one hook per hook name
-edits each variant's rows. Every hook counts its calls; one that never fires
-is an error, because TransformerLens silently ignores hooks that match nothing.
+One clean pass (:func:`clean_run`) caches the activations that edits and scores read.
+:func:`run_variants` then sorts the variants by where their pass can start
+(:mod:`circuitcheck.run.resume`) and runs each start point's variants stacked along the
+batch dimension: one block of rows per variant, and one hook per hook name that edits
+every block at once (:mod:`circuitcheck.run.edits`). Every hook counts its calls; one
+that never fires is an error, because TransformerLens silently ignores hooks that
+match nothing.
+
+The stacked layout, for ``n`` sequences and ``max_rows = R``::
+
+    start points, in run order (StartPoint.run_order), each run on its own:
+      CACHED: no pass | TOKENS | LAYER 1 .. n_layers, with INSIDE_LAST_BLOCK after LAYER n_layers - 1
+
+    one start point's K variants -> passes of at most R variants each
+    one pass of K blocks          -> chunks of c = max(1, R // K) sequences, one forward call each
+
+    K = 3, n = 5, R = 6, so c = 2:   call 1: seqs 0-1   call 2: seqs 2-3   call 3: seq 4
+        block 0 = variant 0          rows 0-1           rows 0-1           row 0
+        block 1 = variant 1          rows 2-3           rows 2-3           row 1
+        block 2 = variant 2          rows 4-5           rows 4-5           row 2
+
+    a call's input: from the tokens, each block's rows are its own variant's input tokens for the
+    chunk; resumed, the cached activations of the chunk, repeated once per block. Its logits
+    [K * c, seq, vocab] are viewed as [K, c, seq, vocab]; the calls are concatenated along the
+    sequences into [K, n, seq, vocab], one [n, seq, vocab] per variant.
+
+Inside the last block (``Start.INSIDE_LAST_BLOCK``) every position is computed on its own, so a
+variant that edits at most half the positions (``PER_POSITION_MAX_SHARE``) gets one block per
+edited position, each row one position long (:class:`PassBlocks`); several variants' blocks share
+a pass of at most R blocks, and the rest of each variant's logits are its input's unedited ones::
+
+    variant 0 edits positions 2 and 5, variant 1 edits position 3:
+        block 0 = variant 0 at position 2    rows [0, c)     each row [1, d_model]
+        block 1 = variant 0 at position 5    rows [c, 2c)    block_variant  = [0, 0, 1]
+        block 2 = variant 1 at position 3    rows [2c, 3c)   block_position = [2, 5, 3]
 """
 
 from __future__ import annotations
@@ -19,32 +49,60 @@ import torch
 
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.interventions import CLEAN, HookEdit, Variant
-from circuitcheck.run.edit_groups import build_groups, expand_to_blocks
+from circuitcheck.run.edit_groups import EditGroup, build_groups, expand_to_blocks
 from circuitcheck.run.edits import add_stashes, apply_edit, edit_values, grouped_editor
 from circuitcheck.run.replacements import InputCache, Replacements, derangement
 from circuitcheck.run.resume import (
-    CACHED,
-    FULL,
+    FROM_TOKENS,
+    Start,
     StartPoint,
     edited_positions,
     forward_from,
     forward_inside_last_block,
+    inputs_worth_caching,
+    per_position_blocks,
     resume_hook,
     resume_hooks,
+    served_start,
     start_point,
     starts_inside_blocks,
     z_hook,
 )
 
-__all__ = ["DEFAULT_MAX_ROWS", "EngineInputs", "Replacements", "clean_run", "derangement", "resume_hooks", "run_naive", "run_variants"]
+__all__ = [
+    "DEFAULT_MAX_ROWS",
+    "EngineInputs",
+    "Replacements",
+    "clean_run",
+    "derangement",
+    "resume_hooks",
+    "run_naive",
+    "run_variants",
+]
 
 DEFAULT_MAX_ROWS = 4096
+
+PER_POSITION_MAX_SHARE = 0.5
+"""Inside the last block, a variant gets one block per edited position when it edits at most this
+share of the positions; otherwise one whole-sequence block. Per-position blocks pay for gathering
+their positions and scattering the logits back, so whole sequences are cheaper when most positions
+change. Only the cost depends on it: both layouts give the same logits."""
 
 
 @dataclass(frozen=True)
 class EngineInputs:
     inputs: dict[str, torch.Tensor]
     masks: dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class PassBlocks:
+    """The blocks of a pass inside the last block when each holds one position (see the module
+    docstring): block ``b`` is position ``block_position[b]`` of the pass's variant
+    ``block_variant[b]`` (ascending)."""
+
+    block_variant: torch.Tensor
+    block_position: torch.Tensor
 
 
 @contextmanager
@@ -73,7 +131,9 @@ def assert_fired(calls: dict[str, int], expected: list[str], context: str) -> No
         )
 
 
-def clean_run(model: Any, tokens: torch.Tensor, capture: set[str], max_rows: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def clean_run(
+    model: Any, tokens: torch.Tensor, capture: set[str], max_rows: int
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clean logits plus the listed activations, chunked over sequences."""
     logits_parts: list[torch.Tensor] = []
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in capture}
@@ -100,98 +160,108 @@ def run_variants(
     max_rows: int = DEFAULT_MAX_ROWS,
     resume: bool = True,
 ) -> list[torch.Tensor]:
-    """Logits ``[n_seqs, seq, vocab]`` for each variant, stacked into shared passes.
+    """Logits ``[n_seqs, seq, vocab]`` for each variant, stacked into shared passes (module docstring).
 
     With ``resume``, each pass starts as late as its variants' edits allow (see
-    :mod:`circuitcheck.run.resume`): at the cached residual stream of the first edited
-    layer, or inside the last block at its cached ``hook_z`` (where variants that edit at
-    most half the positions compute only those: one stacked block of rows per edited position).
+    :mod:`circuitcheck.run.resume`); without it, every pass starts from the tokens.
     """
     if not variants:
         return []
-    for v in variants:
-        for e in v.edits:
-            repl.prepare(e)  # fits and precomputations now: run inside a hook they would fire hooks
+    for variant in variants:
+        for edit in variant.edits:
+            repl.prepare(edit)  # fits and precomputations now: run inside a hook they would fire hooks
+    points = _start_points(model, variants, data, repl, max_rows) if resume else [FROM_TOKENS] * len(variants)
     by_start: dict[StartPoint, list[int]] = defaultdict(list)
-    for k, point in enumerate(_start_points(model, variants, data, repl, max_rows) if resume else [StartPoint(FULL)] * len(variants)):
+    for k, point in enumerate(points):
         by_start[point].append(k)
     outputs: list[torch.Tensor] = [torch.empty(0)] * len(variants)
-    for point, members in sorted(by_start.items()):
-        if point.layer == CACHED:
-            for k in members:
-                outputs[k] = repl.inputs[point.input].logits(model).clone()
-            continue
-        if point.inside:
-            check_inside_start(model, repl.inputs[point.input], point.input)
-            sparse, members = _few_positions(variants, members, data.masks)
-            for k, out in zip(sparse, _run_inside(model, [variants[k] for k in sparse], list(sparse.values()), data, repl, max_rows, point), strict=True):
-                outputs[k] = out
-        for first in range(0, len(members), max_rows):  # more variants than rows: several passes
-            part = members[first : first + max_rows]
-            for k, out in zip(part, _run_pass(model, [variants[k] for k in part], data, repl, max_rows, point).unbind(0), strict=True):
-                outputs[k] = out
+    for point, members in sorted(by_start.items(), key=lambda item: item[0].run_order):
+        for k, logits in _run_start_point(model, point, members, variants, data, repl, max_rows):
+            outputs[k] = logits
     return outputs
 
 
-def _start_points(model: Any, variants: list[Variant], data: EngineInputs, repl: Replacements, max_rows: int) -> list[StartPoint]:
-    """Each variant's start point. Variants on another input than the clean one (a corrupted
-    prompt) resume from that input's unedited run, cached here once per input when the passes it
-    saves (the layers its variants skip, plus the unedited variant's own pass) add up to more than
-    the one pass that caching it costs; the unedited variant then takes the cached logits."""
+def _start_points(
+    model: Any, variants: list[Variant], data: EngineInputs, repl: Replacements, max_rows: int
+) -> list[StartPoint]:
+    """Each variant's start point, after caching the unedited run of every other input where that
+    pays (:func:`circuitcheck.run.resume.inputs_worth_caching`)."""
     inside_ok = starts_inside_blocks(model)
     wanted = resume_hooks(model)
-    could = dict.fromkeys(wanted)
-    points = [start_point(model, v, repl.inputs[v.input].acts if v.input in repl.inputs else could, inside_ok) for v in variants]
-    saved: dict[str, float] = defaultdict(float)
-    for v, point in zip(variants, points, strict=True):
-        if v.input in repl.inputs:
-            continue
-        if not v.edits:
-            saved[v.input] += 1.0
-        elif point.layer != FULL:
-            saved[v.input] += (point.layer + 0.5 * point.inside) / int(model.cfg.n_layers)
-    for name, passes in saved.items():
-        if passes > 1:
-            with torch.no_grad():
-                logits, acts = clean_run(model, data.inputs[name], wanted, max_rows)
-            repl.inputs[name] = InputCache(acts, known_logits=logits)
-    return [_served(v, p, repl) for v, p in zip(variants, points, strict=True)]
+    would_hold = dict.fromkeys(wanted)  # what an input's cache will hold, once made
+    points = [
+        start_point(model, v, repl.inputs[v.input].acts if v.input in repl.inputs else would_hold, inside_ok)
+        for v in variants
+    ]
+    for name in inputs_worth_caching(model, variants, points, repl.inputs):
+        with torch.no_grad():
+            logits, acts = clean_run(model, data.inputs[name], wanted, max_rows)
+        repl.inputs[name] = InputCache(acts, known_logits=logits)
+    return [served_start(v, p, repl.inputs) for v, p in zip(variants, points, strict=True)]
 
 
-def _served(variant: Variant, point: StartPoint, repl: Replacements) -> StartPoint:
-    if variant.input not in repl.inputs:
-        return StartPoint(FULL)
-    if not variant.edits and variant.input != CLEAN:  # the clean one stays a stacked pass: the batching self-check
-        return StartPoint(CACHED, input=variant.input)
-    return point
+def _run_start_point(
+    model: Any,
+    point: StartPoint,
+    members: list[int],
+    variants: list[Variant],
+    data: EngineInputs,
+    repl: Replacements,
+    max_rows: int,
+) -> list[tuple[int, torch.Tensor]]:
+    """(variant index, logits) for the variants ``members`` that start at ``point``."""
+    if point.kind is Start.CACHED:
+        return [(k, repl.inputs[point.input].logits(model).clone()) for k in members]
+    out: list[tuple[int, torch.Tensor]] = []
+    if point.kind is Start.INSIDE_LAST_BLOCK:
+        check_inside_start(model, repl.inputs[point.input], point.input)
+        sparse, members = _few_positions(variants, members, data.masks)
+        per_position = _run_per_position(
+            model, [variants[k] for k in sparse], list(sparse.values()), data, repl, max_rows, point
+        )
+        out += zip(sparse, per_position, strict=True)
+    for first in range(0, len(members), max_rows):  # more variants than rows: several passes
+        part = members[first : first + max_rows]
+        logits = _run_pass(model, [variants[k] for k in part], data, repl, max_rows, point)
+        out += zip(part, logits.unbind(0), strict=True)
+    return out
 
 
-def _few_positions(variants: list[Variant], members: list[int], masks: dict[str, torch.Tensor]) -> tuple[dict[int, torch.Tensor], list[int]]:
-    """({variant: its edited positions} for variants whose edits touch at most half the positions,
-    the rest): per-position blocks pay for gathering and scattering, so whole sequences are cheaper
-    when most positions change."""
+def _few_positions(
+    variants: list[Variant], members: list[int], masks: dict[str, torch.Tensor]
+) -> tuple[dict[int, torch.Tensor], list[int]]:
+    """({variant: its edited positions} for the variants that edit at most ``PER_POSITION_MAX_SHARE``
+    of the positions, the other variants)."""
     touched = {name: mask.any(0) for name, mask in masks.items()}
     seq = len(next(iter(touched.values())))
     positions = {k: edited_positions(variants[k], touched) for k in members}
-    few = {k: p for k, p in positions.items() if 2 * len(p) <= seq}
+    few = {k: p for k, p in positions.items() if len(p) <= PER_POSITION_MAX_SHARE * seq}
     return few, [k for k in members if k not in few]
 
 
-def _run_inside(
-    model: Any, variants: list[Variant], positions: list[torch.Tensor], data: EngineInputs, repl: Replacements, max_rows: int, point: StartPoint
+def _run_per_position(
+    model: Any,
+    variants: list[Variant],
+    positions: list[torch.Tensor],
+    data: EngineInputs,
+    repl: Replacements,
+    max_rows: int,
+    point: StartPoint,
 ) -> list[torch.Tensor]:
-    """Variants that start inside the last block, per position: each of a variant's edited
-    ``positions`` is a block of one-position rows; every other position keeps the input's unedited logits."""
+    """Variants that start inside the last block, one block per edited position (``positions[k]``
+    for ``variants[k]``); every other position keeps the input's unedited logits."""
     if not variants:
         return []
-    block_variant = torch.repeat_interleave(torch.arange(len(variants)), torch.tensor([len(p) for p in positions], dtype=torch.long))
-    cols = torch.cat(positions)
+    n_edited = torch.tensor([len(p) for p in positions], dtype=torch.long)
+    block_variant = torch.repeat_interleave(torch.arange(len(variants)), n_edited)
+    block_position = torch.cat(positions)
     base = repl.inputs[point.input].logits(model)
     out = base.expand((len(variants),) + base.shape).clone()
-    for first in range(0, len(cols), max_rows):  # more blocks than rows: several passes
-        owner, at = block_variant[first : first + max_rows], cols[first : first + max_rows]
-        used, local = torch.unique(owner, return_inverse=True)
-        logits = _run_pass(model, [variants[k] for k in used.tolist()], data, repl, max_rows, point, PassBlocks(local, at))
+    for first in range(0, len(block_position), max_rows):  # more blocks than rows: several passes
+        owner, at = block_variant[first : first + max_rows], block_position[first : first + max_rows]
+        used, local = torch.unique(owner, return_inverse=True)  # the pass's variants, and each block's
+        blocks = PassBlocks(block_variant=local, block_position=at)
+        logits = _run_pass(model, [variants[k] for k in used.tolist()], data, repl, max_rows, point, blocks)
         out[owner, :, at] = logits[:, :, 0]
     return list(out.unbind(0))
 
@@ -199,8 +269,9 @@ def _run_inside(
 def check_inside_start(model: Any, cache: InputCache, name: str = CLEAN, n: int = 4) -> None:
     """Starting inside the last block, with no edits, must give the input's logits back.
 
-    The resumed computation mirrors TransformerLens's native block by hand, so it is
-    checked against the unedited run's own logits once per input before any result uses it.
+    The resumed computation mirrors TransformerLens's native block by hand, so it is checked
+    against the unedited run's own logits (its first ``n`` sequences) once per input before any
+    result uses it.
     """
     if cache.inside_checked:
         return
@@ -218,68 +289,90 @@ def check_inside_start(model: Any, cache: InputCache, name: str = CLEAN, n: int 
 
 
 @dataclass(frozen=True)
-class PassBlocks:
-    """The stacked blocks of a pass inside the last block: block ``b`` holds only position
-    ``cols[b]`` of the pass's variant ``variants[b]`` (ascending)."""
+class _PassEdits:
+    """A pass's edits, grouped once and reused by every chunk of sequences."""
 
-    variants: torch.Tensor
-    cols: torch.Tensor
+    groups: dict[str, list[EditGroup]]
+    """Per hook name, its edit groups in order."""
+    mask_stack: torch.Tensor
+    """``[n_masks, n_seqs, seq]`` the position masks the edits use; groups index it."""
+    reads: set[str]
+    """Hooks that linear edits read from this pass's own activations."""
 
 
-def _run_pass(
-    model: Any, variants: list[Variant], data: EngineInputs, repl: Replacements, max_rows: int, point: StartPoint, blocks: PassBlocks | None = None
-) -> torch.Tensor:
-    """Logits ``[n_blocks, n_seqs, ...]``: one stacked block of rows per variant, or per entry of ``blocks``."""
-    n_seqs = len(data.inputs[CLEAN])
-    n_blocks = len(variants) if blocks is None else len(blocks.variants)
-    per_chunk = max(1, max_rows // n_blocks)
-    by_hook: dict[str, list[tuple[int, HookEdit]]] = defaultdict(list)
+def _pass_edits(variants: list[Variant], masks: dict[str, torch.Tensor], blocks: PassBlocks | None) -> _PassEdits:
+    by_hook: dict[str, list[tuple[int, HookEdit]]] = defaultdict(list)  # (variant index in the pass, edit)
     for k, variant in enumerate(variants):
         for edit in variant.edits:
             by_hook[edit.site.hook].append((k, edit))
     mask_names = sorted({e.positions for v in variants for e in v.edits})
-    stack = torch.stack([data.masks[name] for name in mask_names]) if mask_names else torch.zeros(0)
+    mask_stack = torch.stack([masks[name] for name in mask_names]) if mask_names else torch.zeros(0)
     groups = {hook: build_groups(edits, mask_names) for hook, edits in by_hook.items()}
     if blocks is not None:
-        groups = {hook: [expand_to_blocks(g, blocks.variants) for g in gs] for hook, gs in groups.items()}
-    cols = None if blocks is None else blocks.cols
+        groups = {hook: [expand_to_blocks(g, blocks.block_variant) for g in gs] for hook, gs in groups.items()}
     reads = {e.reads for v in variants for e in v.edits if e.reads}
+    return _PassEdits(groups, mask_stack, reads)
+
+
+def _run_pass(
+    model: Any,
+    variants: list[Variant],
+    data: EngineInputs,
+    repl: Replacements,
+    max_rows: int,
+    point: StartPoint,
+    blocks: PassBlocks | None = None,
+) -> torch.Tensor:
+    """Logits ``[n_blocks, n_seqs, ...]``: one block per variant, or per entry of ``blocks``;
+    chunked so that no forward call exceeds ``max_rows`` rows (unless one block alone does)."""
+    n_seqs = len(data.inputs[CLEAN])
+    n_blocks = len(variants) if blocks is None else len(blocks.block_variant)
+    seqs_per_call = max(1, max_rows // n_blocks)
+    edits = _pass_edits(variants, data.masks, blocks)
+    block_positions = None if blocks is None else blocks.block_position
     parts: list[torch.Tensor] = []
-    for start in range(0, n_seqs, per_chunk):
-        rows = torch.arange(start, min(start + per_chunk, n_seqs))
+    for first in range(0, n_seqs, seqs_per_call):
+        seqs = torch.arange(first, min(first + seqs_per_call, n_seqs))
         stash: dict[str, torch.Tensor] = {}
-        hooks = {name: grouped_editor(g, stack, rows, n_blocks, repl, stash, cols) for name, g in groups.items()}
-        add_stashes(hooks, reads, stash)
+        hooks = {
+            name: grouped_editor(gs, edits.mask_stack, seqs, n_blocks, repl, stash, block_positions)
+            for name, gs in edits.groups.items()
+        }
+        add_stashes(hooks, edits.reads, stash)
         with counted_hooks(model, hooks) as calls:
-            logits = _forward(model, point, variants, data, rows, repl, cols).detach()
+            logits = _forward(model, point, variants, data, seqs, repl, block_positions).detach()
         assert_fired(calls, sorted(hooks), "intervention run")
-        parts.append(logits.view((n_blocks, len(rows)) + logits.shape[1:]))
+        parts.append(logits.view((n_blocks, len(seqs)) + logits.shape[1:]))
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
-def _forward(model: Any, point: StartPoint, variants: list[Variant], data: EngineInputs, rows: torch.Tensor, repl: Replacements, cols: torch.Tensor | None) -> torch.Tensor:
-    """The stacked pass's logits, from the tokens or from the cache at ``point``."""
-    if point.layer == FULL:
-        return model(torch.cat([data.inputs[v.input][rows] for v in variants]))
+def _forward(
+    model: Any,
+    point: StartPoint,
+    variants: list[Variant],
+    data: EngineInputs,
+    seqs: torch.Tensor,
+    repl: Replacements,
+    block_positions: torch.Tensor | None,
+) -> torch.Tensor:
+    """The stacked call's logits, from the tokens or from the cache at ``point``."""
+    if point.kind is Start.TOKENS:
+        return model(torch.cat([data.inputs[v.input][seqs] for v in variants]))
     acts = repl.inputs[point.input].acts
-    resid = acts[resume_hook(model, point.layer)][rows]
-    if not point.inside:
+    resid = acts[resume_hook(model, point.layer)][seqs]
+    if point.kind is Start.LAYER:
         return forward_from(model, point.layer, resid.repeat(len(variants), *([1] * (resid.dim() - 1))))
-    z = acts[z_hook(point.layer)][rows]
-    if cols is None:
+    z = acts[z_hook(point.layer)][seqs]
+    if block_positions is None:
         return forward_inside_last_block(model, resid.repeat(len(variants), 1, 1), z.repeat(len(variants), 1, 1, 1))
-    return forward_inside_last_block(model, per_position_blocks(resid, cols), per_position_blocks(z, cols))
-
-
-def per_position_blocks(act: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """``act [c, s, ...]`` rearranged into one block of ``c`` rows per entry of ``cols``: ``[len(cols) * c, 1, ...]``."""
-    picked = act[:, cols].transpose(0, 1)
-    return picked.reshape((len(cols) * act.shape[0], 1) + act.shape[2:])
+    return forward_inside_last_block(
+        model, per_position_blocks(resid, block_positions), per_position_blocks(z, block_positions)
+    )
 
 
 def run_naive(model: Any, variant: Variant, data: EngineInputs, repl: Replacements) -> torch.Tensor:
     """The reference: one un-stacked forward pass for one variant (used by tests)."""
-    rows = torch.arange(len(data.inputs[CLEAN]))
+    seqs = torch.arange(len(data.inputs[CLEAN]))
     hooks: dict[str, Callable[[torch.Tensor], Any]] = {}
     stash: dict[str, torch.Tensor] = {}
     for e in variant.edits:
@@ -290,7 +383,7 @@ def run_naive(model: Any, variant: Variant, data: EngineInputs, repl: Replacemen
         def edit_one(act: torch.Tensor, edits: list[HookEdit] = edits) -> torch.Tensor:
             for e in edits:
                 read = stash[e.reads] if e.reads else None
-                act = apply_edit(act, e, edit_values(repl, e, rows, act, read), data.masks[e.positions])
+                act = apply_edit(act, e, edit_values(repl, e, seqs, act, read), data.masks[e.positions])
             return act
 
         hooks[name] = edit_one

@@ -137,6 +137,33 @@ def run_file(
     """Run every variant the plan's claims need, self-check, and score; ``progress`` hears what the
     run is doing (a stage and a count of forward passes) a few times a second."""
     start = time.perf_counter()
+    runs = _build_runs(plan)
+    ran = _run_all(plan, runs, max_rows, resume, progress)
+    checks = _self_checks(runs, ran)
+    results = _score_claims(plan, ran, max_rows)
+    rows = len(plan.batch.tokens) * (len(runs.variants) + 1)  # + 1: the clean run
+    captured = {hook: ran.cache[hook] for claim in plan.claims for hook in claim.captures}
+    return FileResult(plan, tuple(results), checks, rows, time.perf_counter() - start, ran.timings, captured)
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """What ``run_file`` runs: the claims' variants and the self-checks' (in one list, since a claim's
+    variant may equal a check's), and the clean activations to capture."""
+
+    variants: list[Variant]
+    identity: Variant
+    """Clean activations patched into the clean run at every edited hook."""
+    noop: Variant
+    """No edit at all, stacked with the others."""
+    empty: Variant
+    """Every component mean-ablated (the empty circuit)."""
+    left_when_keeping_all: list[HookSite]
+    """Sites that keeping every component would still ablate (should be none)."""
+    capture: set[str]
+
+
+def _build_runs(plan: FilePlan) -> _Runs:
     model = plan.loaded.model
     unique: dict[Variant, int] = {}
     for claim in plan.claims:
@@ -145,41 +172,88 @@ def run_file(
     identity = _identity_variant(list(unique))
     noop = Variant()
     everything = resolve_components(model, model_components(model), ())
-    keep_all = complement(model, everything)
     empty = Variant(edits=tuple(HookEdit(s, ALL, "mean") for s in complement(model, [])))
-    runs = list(dict.fromkeys([*unique, empty, identity, noop]))  # a claim's variant may equal a check's
+    variants = list(dict.fromkeys([*unique, empty, identity, noop]))
+    edits = [e for v in variants for e in v.edits]
     capture = {c for claim in plan.claims for c in claim.captures}
-    capture |= {e.site.hook for v in runs for e in v.edits} | {e.reads for v in runs for e in v.edits if e.reads}
-    capture |= {h for v in runs for e in v.edits if e.path for h in (e.path.resid, e.path.sender.hook)}
+    capture |= {e.site.hook for e in edits} | {e.reads for e in edits if e.reads}
+    capture |= {h for e in edits if e.path for h in (e.path.resid, e.path.sender.hook)}
     capture |= resume_hooks(model)
+    return _Runs(variants, identity, noop, empty, complement(model, everything), capture)
 
+
+@dataclass(frozen=True)
+class _Ran:
+    clean_logits: torch.Tensor
+    cache: dict[str, torch.Tensor]
+    """The clean run's captured activations."""
+    logits: dict[Variant, torch.Tensor]
+    timings: dict[str, float]
+
+
+def _run_all(
+    plan: FilePlan, runs: _Runs, max_rows: int, resume: bool, progress: Callable[[str], None] | None
+) -> _Ran:
+    """The clean run, then every variant in the engine's stacked passes."""
+    model = plan.loaded.model
     with torch.no_grad(), counting_passes(model, progress) as passes:
         t0 = time.perf_counter()
         passes.enter(f"clean run of {len(plan.batch.tokens)} sequences")
-        clean_logits, cache = clean_run(model, plan.batch.tokens, capture, max_rows)
+        clean_logits, cache = clean_run(model, plan.batch.tokens, runs.capture, max_rows)
         _check_finite(CLEAN, clean_logits, model, plan.batch.tokens)
         data = EngineInputs(plan.inputs, plan.masks)
         t1 = time.perf_counter()
-        passes.enter(f"{len(runs)} variant runs, at most {max_rows} rows a pass")
-        outs = run_variants(model, runs, data, Replacements(cache, model, plan.masks), max_rows, resume=resume)
+        passes.enter(f"{len(runs.variants)} variant runs, at most {max_rows} rows a pass")
+        repl = Replacements(cache, model, plan.masks)
+        outs = run_variants(model, runs.variants, data, repl, max_rows, resume=resume)
         t2 = time.perf_counter()
         passes.enter("scoring claims")
-    by_variant = dict(zip(runs, outs, strict=True))
-    for variant, logits in by_variant.items():
+    timings = {"clean_seconds": t1 - t0, "variants_seconds": t2 - t1}
+    return _Ran(clean_logits, cache, dict(zip(runs.variants, outs, strict=True)), timings)
+
+
+def _self_checks(runs: _Runs, ran: _Ran) -> tuple[SelfCheck, ...]:
+    """The run's self-checks; raises ``SelfCheckError`` naming every one that failed."""
+    for variant, logits in ran.logits.items():
         _check_finite(variant.describe(), logits)
-    blank = by_variant[empty]
+    blank, left = ran.logits[runs.empty], runs.left_when_keeping_all
     checks = (
-        SelfCheck("hooks_fired", True, f"every hook fired in {len(runs) + 1} variant runs"),
-        _compare("identity_patch", "clean activations patched at every edited hook reproduce the clean logits", by_variant[identity], clean_logits),
-        _compare("batched_noop", "an unedited variant stacked with the others reproduces the clean run", by_variant[noop], clean_logits),
+        SelfCheck("hooks_fired", True, f"every hook fired in {len(runs.variants) + 1} variant runs"),
+        _compare(
+            "identity_patch",
+            "clean activations patched at every edited hook reproduce the clean logits",
+            ran.logits[runs.identity],
+            ran.clean_logits,
+        ),
+        _compare(
+            "batched_noop",
+            "an unedited variant stacked with the others reproduces the clean run",
+            ran.logits[runs.noop],
+            ran.clean_logits,
+        ),
         SelfCheck("finite", True, "all logits finite"),
-        SelfCheck("full_circuit", not keep_all, f"keeping every component ablates nothing ({len(keep_all)} site(s) left to ablate); the unedited run is the model"),
-        _compare("empty_circuit", "with every component mean-ablated the output is the same for every sequence", blank, blank[:1].expand_as(blank), atol=1e-4),
+        SelfCheck(
+            "full_circuit",
+            not left,
+            f"keeping every component ablates nothing ({len(left)} site(s) left to ablate); "
+            "the unedited run is the model",
+        ),
+        _compare(
+            "empty_circuit",
+            "with every component mean-ablated the output is the same for every sequence",
+            blank,
+            blank[:1].expand_as(blank),
+            atol=1e-4,
+        ),
     )
     failed = [c for c in checks if not c.passed]
     if failed:
         raise SelfCheckError("; ".join(f"self-check {c.name} failed: {c.detail}" for c in failed))
+    return checks
 
+
+def _other_models_logits(plan: FilePlan, max_rows: int) -> dict[int, torch.Tensor]:
+    """The clean logits of every other model a claim compares with, by ``id`` of the model."""
     others: dict[int, torch.Tensor] = {}
     with torch.no_grad():
         for claim in plan.claims:
@@ -187,6 +261,12 @@ def run_file(
                 if id(other) not in others:
                     others[id(other)] = clean_run(other, plan.batch.tokens, set(), max_rows)[0]
                     _check_finite("other model", others[id(other)], other, plan.batch.tokens)
+    return others
+
+
+def _score_claims(plan: FilePlan, ran: _Ran, max_rows: int) -> list[ClaimResult]:
+    """Every claim's measurement, in the plan's order; derived claims after the ones they read."""
+    others = _other_models_logits(plan, max_rows)
     measured: dict[str, ClaimResult] = {}
     for claim in sorted(plan.claims, key=lambda c: bool(c.depends_on)):
         t = time.perf_counter()
@@ -197,18 +277,14 @@ def run_file(
                 batch=plan.batch,
                 masks=plan.masks,
                 inputs=plan.inputs,
-                clean_logits=clean_logits,
-                captured=cache,
-                variant_logits={role: by_variant[v] for role, v in claim.variants.items()}
+                clean_logits=ran.clean_logits,
+                captured=ran.cache,
+                variant_logits={role: ran.logits[v] for role, v in claim.variants.items()}
                 | {role: others[id(m)] for role, m in claim.other_models.items()},
             )
             measurement = claim.score(out)
         measured[claim.claim_id] = ClaimResult(claim.claim_id, measurement, time.perf_counter() - t)
-    results = [measured[c.claim_id] for c in plan.claims]
-    rows = len(plan.batch.tokens) * (len(runs) + 1)
-    timings = {"clean_seconds": t1 - t0, "variants_seconds": t2 - t1}
-    captured = {hook: cache[hook] for claim in plan.claims for hook in claim.captures}
-    return FileResult(plan, tuple(results), checks, rows, time.perf_counter() - start, timings, captured)
+    return [measured[c.claim_id] for c in plan.claims]
 
 
 def _compare(name: str, what: str, got: torch.Tensor, want: torch.Tensor, atol: float = IDENTITY_ATOL) -> SelfCheck:

@@ -17,8 +17,11 @@ import torch
 MAX_FIT_EXAMPLES = 512
 
 
-def fit_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, how: str = "median") -> tuple[torch.Tensor, torch.Tensor]:
-    """``(J [d_out, d_in], b [d_out])`` fitted on ``MAX_FIT_EXAMPLES`` rows of ``inputs`` spread evenly over it."""
+def fit_jacobian(
+    fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, how: str = "median"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(J [d_out, d_in], b [d_out])`` fitted on ``MAX_FIT_EXAMPLES`` rows of ``inputs`` spread
+    evenly over it."""
     rows = torch.linspace(0, len(inputs) - 1, min(len(inputs), MAX_FIT_EXAMPLES)).round().long()
     xs = inputs[rows].detach().float()
     if how == "at_mean_input":

@@ -22,8 +22,11 @@ _MLP = re.compile(r"^blocks\.(\d+)\.hook_mlp_out$")
 _RESID_POST = re.compile(r"^blocks\.(\d+)\.hook_resid_post$")
 
 
-def sender_delta(model: Any, path: PathSpec, cache: dict[str, torch.Tensor], alternative: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
-    """The change ``[n, seq, d_model]`` in the residual stream when the sender head's ``z`` becomes ``alternative``."""
+def sender_delta(
+    model: Any, path: PathSpec, cache: dict[str, torch.Tensor], alternative: torch.Tensor, at: torch.Tensor
+) -> torch.Tensor:
+    """The change ``[n, seq, d_model]`` in the residual stream when the sender head's ``z`` becomes
+    ``alternative``."""
     layer = int(path.sender.hook.split(".")[1])
     head = path.sender.head
     assert head is not None, "senders are heads"
@@ -51,6 +54,7 @@ def receiver_function(model: Any, edit: HookEdit) -> Callable[[torch.Tensor], to
 
 
 def path_values(model: Any, edit: HookEdit, cache: dict[str, torch.Tensor], delta: torch.Tensor) -> torch.Tensor:
-    """The receiver's activation, for every sequence, when only the sender's change ``delta`` reaches it."""
+    """The receiver's activation, for every sequence, when only the sender's change ``delta``
+    reaches it."""
     assert edit.path is not None, "path edits carry a PathSpec"
     return receiver_function(model, edit)(cache[edit.path.resid] + delta).detach()

@@ -36,10 +36,11 @@ class InputCache:
     known_logits: torch.Tensor | None = None
     """The logits of the pass that cached ``acts``, when the cache was made with them."""
     inside_checked: bool = False
-    """Whether starting inside the last block has reproduced these logits (engine.check_inside_start)."""
+    """Whether starting inside the last block has reproduced these logits (``check_inside_start``)."""
 
     def logits(self, model: Any) -> torch.Tensor:
-        """The input's logits: those of the caching pass, or recomputed once from the cached final residual stream."""
+        """The input's logits: those of the caching pass, or recomputed once from the cached final
+        residual stream."""
         if self.known_logits is None:
             with torch.no_grad():
                 self.known_logits = clean_logits_from_cache(model, self.acts)
@@ -49,7 +50,9 @@ class InputCache:
 class Replacements:
     """Replacement activations for edits, computed once from the clean cache."""
 
-    def __init__(self, cache: dict[str, torch.Tensor], model: Any = None, masks: dict[str, torch.Tensor] | None = None) -> None:
+    def __init__(
+        self, cache: dict[str, torch.Tensor], model: Any = None, masks: dict[str, torch.Tensor] | None = None
+    ) -> None:
         self.cache = cache
         self.model = model
         self.masks = masks or {}
@@ -80,7 +83,8 @@ class Replacements:
         key = replace(path, resid="")
         if key not in self._deltas:
             everyone = torch.arange(len(self.cache[path.sender.hook]))
-            alternative = self.values(HookEdit(HookSite(path.sender.hook), path.sender_at, path.source, path.seed), everyone)
+            sender = HookEdit(HookSite(path.sender.hook), path.sender_at, path.source, path.seed)
+            alternative = self.values(sender, everyone)
             self._deltas[key] = sender_delta(self.model, path, self.cache, alternative, self.masks[path.sender_at])
         return self._deltas[key]
 
@@ -93,19 +97,20 @@ class Replacements:
             self._linear[edit] = fit_jacobian(mlp_function(self.model, layer), inputs, edit.jacobian)
         return self._linear[edit]
 
-    def values(self, edit: HookEdit, rows: torch.Tensor) -> torch.Tensor:
+    def values(self, edit: HookEdit, seqs: torch.Tensor) -> torch.Tensor:
+        """What ``edit`` writes at its hook for the sequences ``seqs`` (all positions; the caller masks)."""
         if edit.source == "path":
-            return self._paths[edit][rows]
+            return self._paths[edit][seqs]
         clean = self.cache[edit.site.hook]
         if edit.source == "zero":
-            return clean.new_zeros((len(rows),) + clean.shape[1:])
+            return clean.new_zeros((len(seqs),) + clean.shape[1:])
         if edit.source == "mean":
             if edit.site.hook not in self._means:
                 self._means[edit.site.hook] = clean.mean(0, keepdim=True)
-            return self._means[edit.site.hook].expand((len(rows),) + clean.shape[1:])
+            return self._means[edit.site.hook].expand((len(seqs),) + clean.shape[1:])
         if edit.source == "resample":
             assert edit.seed is not None, "resample edits carry a seed"
             if edit.seed not in self._perms:
                 self._perms[edit.seed] = derangement(len(clean), edit.seed)
-            return clean[self._perms[edit.seed][rows]]
-        return clean[rows]
+            return clean[self._perms[edit.seed][seqs]]
+        return clean[seqs]

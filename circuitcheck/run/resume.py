@@ -1,46 +1,90 @@
-"""Where a stacked pass starts, and how it runs from there on cached clean activations.
+"""Where a stacked pass starts, and how it runs from there on an input's cached unedited run.
 
 An edit at layer k cannot change layers below k, so a pass whose edits all sit at
-layer >= k starts from the clean run's residual stream entering block k. In the last
+layer >= k starts from the cached residual stream entering block k. In the last
 block, an edit after attention has mixed positions (at ``hook_z`` or later) does not
 need that block's attention either: the pass starts *inside* the block from the
 cached ``hook_z``. From there every position is computed on its own, so such a pass
-can compute only the positions its edits touch; every other position keeps the clean
-logits exactly.
+can compute only the positions its edits touch; every other position keeps the
+unedited logits exactly.
+
+The start points, in the order the engine runs them (:attr:`StartPoint.run_order`)::
+
+    Start.CACHED             no pass: an unedited variant takes its input's cached logits
+    Start.TOKENS             the whole model, from the tokens
+    Start.LAYER, layer=k     blocks k.. from the cached blocks.k.hook_resid_pre
+                             (k = n_layers: only the final norm and unembedding)
+    Start.INSIDE_LAST_BLOCK  the last block after attention, from its cached hook_z
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import torch
 
 from circuitcheck.plan.interventions import CLEAN, Variant
 
-FULL = -1
-"""Start layer meaning "run the whole model from the tokens"."""
+ATTENTION_SHARE_OF_BLOCK = 0.5
+"""What a pass that starts inside the last block skips of it (the attention), as a share of one block.
 
-CACHED = -2
-"""Start layer meaning "no pass": an unedited variant on an input whose unedited run is cached."""
+The cost model's one guess: attention and the MLP counted as equal halves of a block (at these
+models' sizes, the attention's projections and score matrices against the MLP's two wide
+matrices). It only decides whether caching another input's unedited run pays
+(:func:`inputs_worth_caching`); a wrong guess costs at most one pass, never a different result.
+"""
+
+CACHING_COST_PASSES = 1
+"""Caching an input's unedited run costs one full pass over its sequences (``engine.clean_run``)."""
 
 _BLOCK_HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")
-_AFTER_MIXING = re.compile(r"^(attn\.hook_z|attn\.o\..+|hook_attn_out|attn\.hook_out|hook_resid_mid|hook_mlp_in|ln2\..+|mlp\..+|hook_mlp_out|hook_resid_post|hook_out)$")
+_AFTER_MIXING = re.compile(
+    r"^(attn\.hook_z|attn\.o\..+|hook_attn_out|attn\.hook_out|hook_resid_mid|hook_mlp_in|ln2\..+|mlp\..+"
+    r"|hook_mlp_out|hook_resid_post|hook_out)$"
+)
 """Block hooks computed from ``hook_z`` onwards, position by position (the pre-LN native block)."""
 
 
-@dataclass(frozen=True, order=True)
+class Start(Enum):
+    """What a variant's pass starts from (see the module docstring)."""
+
+    CACHED = "cached"
+    TOKENS = "tokens"
+    LAYER = "layer"
+    INSIDE_LAST_BLOCK = "inside_last_block"
+
+
+@dataclass(frozen=True)
 class StartPoint:
-    layer: int
-    """The first block the pass computes (``FULL``: from the tokens; ``n_layers``: only the final norm and
-    unembedding; ``CACHED``: no pass, the input's cached unedited logits)."""
-    inside: bool = False
-    """Start the last block at its cached ``hook_z`` instead of its residual stream input;
-    from there each position's logits depend only on that position's activations."""
+    kind: Start
+    layer: int = 0
+    """The block the pass starts at (``Start.LAYER``: at its input; ``Start.INSIDE_LAST_BLOCK``:
+    at its ``hook_z``); unused for the other kinds."""
     input: str = CLEAN
-    """The input whose unedited run the pass resumes from (any, for ``FULL``)."""
+    """The input whose cached unedited run the pass resumes from, or whose logits it takes
+    (``CLEAN`` for ``Start.TOKENS``, where each variant reads its own input's tokens)."""
+
+    @property
+    def blocks_skipped(self) -> float:
+        """How much of the forward pass this start skips, in blocks (the cost model's unit)."""
+        if self.kind is Start.INSIDE_LAST_BLOCK:
+            return self.layer + ATTENTION_SHARE_OF_BLOCK
+        return float(self.layer) if self.kind is Start.LAYER else 0.0
+
+    @property
+    def run_order(self) -> tuple[int, float, str]:
+        """Sort key of the engine's loop: cached logits first (no pass), then passes by how far into
+        the model they start. Any fixed order gives the same logits; this one also fixes which
+        self-check or error a run meets first."""
+        return (0 if self.kind is Start.CACHED else 1, self.blocks_skipped, self.input)
+
+
+FROM_TOKENS = StartPoint(Start.TOKENS)
 
 
 def resume_hook(model: Any, layer: int) -> str:
@@ -69,36 +113,75 @@ def starts_inside_blocks(model: Any) -> bool:
         return False
     native = getattr(blocks[-1], "original_component", None)
     attn = getattr(native, "attn", None)
-    return type(native).__name__ == "NativeBlock" and type(getattr(attn, "original_component", None)).__name__ == "NativeAttention"
+    return (
+        type(native).__name__ == "NativeBlock"
+        and type(getattr(attn, "original_component", None)).__name__ == "NativeAttention"
+    )
 
 
 def _layer_of(model: Any, hook: str) -> tuple[int, bool]:
-    """(layer, whether the hook sits after that block's attention mixing)."""
+    """(layer, whether the hook sits after that block's attention mixing); the final norm and
+    unembedding are layer ``n_layers``, the embeddings layer 0 (a pass that edits them starts from
+    the tokens)."""
     match = _BLOCK_HOOK.match(hook)
     if match:
         return int(match.group(1)), bool(_AFTER_MIXING.match(match.group(2)))
     if hook.startswith(("ln_final", "unembed", "hook_unembed")):
         return int(model.cfg.n_layers), False
-    return FULL, False
+    return 0, False
 
 
 def start_point(model: Any, variant: Variant, cache: Mapping[str, Any], inside_ok: bool | None = None) -> StartPoint:
     """The latest point a variant's pass can start from, given what the cache of the variant's
     input holds (or would hold) (``inside_ok``: ``starts_inside_blocks(model)``, when the caller has it)."""
     if not variant.edits:
-        return StartPoint(FULL)  # an un-edited variant runs in full: it is the stacking self-check
+        return FROM_TOKENS  # an un-edited variant runs in full: it is the stacking self-check
     hooks = [e.site.hook for e in variant.edits] + [e.reads for e in variant.edits if e.reads]
     places = [_layer_of(model, h) for h in hooks]
-    layer = min(p[0] for p in places)
     last = int(model.cfg.n_layers) - 1
     inside = all(p == (last, True) for p in places)
     if inside_ok is None:
         inside_ok = starts_inside_blocks(model)
     if inside and inside_ok and {z_hook(last), resume_hook(model, last), resume_hook(model, last + 1)} <= cache.keys():
-        return StartPoint(last, inside=True, input=variant.input)
-    if layer <= 0 or resume_hook(model, layer) not in cache:
-        return StartPoint(FULL)
-    return StartPoint(layer, input=variant.input)
+        return StartPoint(Start.INSIDE_LAST_BLOCK, last, input=variant.input)
+    layer = min(p[0] for p in places)
+    if layer == 0 or resume_hook(model, layer) not in cache:
+        return FROM_TOKENS
+    return StartPoint(Start.LAYER, layer, input=variant.input)
+
+
+def inputs_worth_caching(
+    model: Any, variants: list[Variant], points: list[StartPoint], cached: Collection[str]
+) -> list[str]:
+    """The inputs, not yet ``cached``, whose unedited run is worth caching.
+
+    Variants on another input than the clean one (a corrupted prompt) can resume only from that
+    input's own unedited run. Caching it pays when the passes it saves add up to more than
+    ``CACHING_COST_PASSES``: the share of the model each variant's start skips
+    (``points[k]``, as if the input were cached), plus one whole pass for the input's unedited
+    variant, which then takes the caching pass's logits.
+    """
+    n_layers = int(model.cfg.n_layers)
+    saved: dict[str, float] = defaultdict(float)
+    for variant, point in zip(variants, points, strict=True):
+        if variant.input in cached:
+            continue
+        if not variant.edits:
+            saved[variant.input] += 1.0
+        elif point.kind is not Start.TOKENS:
+            saved[variant.input] += point.blocks_skipped / n_layers
+    return [name for name, passes in saved.items() if passes > CACHING_COST_PASSES]
+
+
+def served_start(variant: Variant, point: StartPoint, cached: Collection[str]) -> StartPoint:
+    """``point`` once the caches are made: from the tokens when the input is not cached; an unedited
+    variant on a cached input other than the clean one takes the cached logits (the clean one stays
+    a stacked pass: it is the batching self-check)."""
+    if variant.input not in cached:
+        return FROM_TOKENS
+    if not variant.edits and variant.input != CLEAN:
+        return StartPoint(Start.CACHED, input=variant.input)
+    return point
 
 
 def forward_from(model: Any, layer: int, resid: torch.Tensor) -> torch.Tensor:
@@ -126,6 +209,13 @@ def forward_inside_last_block(model: Any, resid_pre: torch.Tensor, z: torch.Tens
     if not native.cfg.attn_only:
         x = x + native.mlp(native.ln2(x))
     return model.unembed(model.ln_final(block.hook_out(x)))
+
+
+def per_position_blocks(act: torch.Tensor, block_positions: torch.Tensor) -> torch.Tensor:
+    """``act [c, s, ...]`` rearranged into one block of ``c`` rows per entry of ``block_positions``,
+    each row holding that one position: ``[len(block_positions) * c, 1, ...]``."""
+    picked = act[:, block_positions].transpose(0, 1)
+    return picked.reshape((len(block_positions) * act.shape[0], 1) + act.shape[2:])
 
 
 def clean_logits_from_cache(model: Any, cache: dict[str, torch.Tensor]) -> torch.Tensor:

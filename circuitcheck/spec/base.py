@@ -33,6 +33,11 @@ class Threshold(Strict):
     def value(self) -> float:
         return self.at_least if self.at_least is not None else float(self.at_most or 0.0)
 
+    @property
+    def higher_is_better(self) -> bool:
+        """True for ``at_least``: an estimate worsens as it falls (for ``at_most``, as it rises)."""
+        return self.at_least is not None
+
     def passes(self, estimate: float) -> bool:
         if self.at_least is not None:
             return estimate >= self.at_least

@@ -11,16 +11,17 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
 from circuitcheck.errors import MAX_SHOWN_ERRORS, SpecError, SpecErrors
+from circuitcheck.metrics import metrics
 from circuitcheck.plugins import load_extensions
 from circuitcheck.spec.base import PositionSelection, Statistics, Strict
+from circuitcheck.spec.components import SYNTAX_ERROR
+from circuitcheck.spec.kinds import claim_kinds, dataset_kinds
 from circuitcheck.spec.yaml_source import SourceMap, read_yaml
 
 REPORT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 """A report name is one file name: no separators, no leading dot, no control characters, at most 100 characters."""
 _REPORT_NAME = re.compile(REPORT_NAME.removesuffix("$") + r"\Z")
-_COMPONENT = re.compile(r"^(embed|pos_embed|\d+\.\d+|(attn|mlp)\d+|[A-Za-z0-9_.]*hook_[A-Za-z0-9_]+)$")
 _SELECTION_FIELDS = ("positions", "ablate_at", "patch_at")
-_COMPONENT_FIELDS = ("components", "patch")
 
 
 class HypothesisBase(Strict):
@@ -74,9 +75,6 @@ def _tagged_union(kinds: list[type]) -> Any:
 def hypothesis_model() -> type[HypothesisBase]:
     """The file model, with a tagged union over every registered claim and dataset kind."""
     load_extensions()
-    from circuitcheck.claims.base import claim_kinds
-    from circuitcheck.data.registry import dataset_kinds
-
     claims = _tagged_union([cls for _, cls in claim_kinds.items()])
     datasets = _tagged_union([cls for _, cls in dataset_kinds.items()])
     model: type[HypothesisBase] = create_model(
@@ -163,6 +161,8 @@ def _message(err: Any) -> tuple[str, str | None]:
         return err["msg"], "set 'kind' to one of the listed values"
     if kind == "literal_error":
         return err["msg"].replace("Input should be", "expected"), None
+    if kind == SYNTAX_ERROR:  # the message shows the value already
+        return err["ctx"]["message"], err["ctx"]["fix"] or None
     msg = err["msg"].removeprefix("Value error, ")
     return msg, None
 
@@ -181,7 +181,7 @@ def _validation_errors(exc: ValidationError, data: Any, smap: SourceMap) -> list
             path += ("kind",)
         where = smap.locate(path, key=err["type"] == "extra_forbidden")
         got = err.get("input")
-        if err["type"] not in ("missing", "extra_forbidden", "union_tag_invalid") and not isinstance(got, (dict, list)):
+        if err["type"] not in ("missing", "extra_forbidden", "union_tag_invalid", SYNTAX_ERROR) and not isinstance(got, (dict, list)):
             message += f", got {_shown(got)}"
         if isinstance(got, bool) and path in smap.booleans:
             text = smap.booleans[path]
@@ -191,9 +191,7 @@ def _validation_errors(exc: ValidationError, data: Any, smap: SourceMap) -> list
 
 
 def _reference_errors(spec: Any, smap: SourceMap) -> list[SpecError]:
-    """Names that must resolve within the file: selections, metrics, component syntax."""
-    from circuitcheck.metrics import metrics
-
+    """Names that must resolve within the file: selections, metrics, claim ids."""
     errors = []
     known = set(spec.positions) | {"all"}
     for i, claim in enumerate(spec.claims):
@@ -222,17 +220,17 @@ def _reference_errors(spec: Any, smap: SourceMap) -> list[SpecError]:
         metric = getattr(claim, "metric", None)
         if claim.kind != "association" and isinstance(metric, str) and metric not in metrics:
             errors.append(SpecError(smap.locate(base + ("metric",)), f"claims.{i}.metric", f"unknown metric {metric!r}", f"use one of: {', '.join(metrics.names())}"))
-        for field in _COMPONENT_FIELDS:
-            for j, comp in enumerate(getattr(claim, field, None) or []):
-                if not _COMPONENT.match(comp):
-                    path = base + (field, j)
-                    errors.append(SpecError(smap.locate(path), ".".join(map(str, path)), f"cannot parse component {comp!r}", "use embed, pos_embed, L.H (e.g. 0.0), attnL, mlpL, or a hook name"))
     return errors
 
 
 def load_hypothesis(path: Path) -> tuple[Any, SourceMap]:
     """Read, parse and validate a hypothesis file; raise SpecErrors listing every problem."""
     data, smap = read_yaml(path)
+    return validate_hypothesis(data, smap), smap
+
+
+def validate_hypothesis(data: Any, smap: SourceMap) -> Any:
+    """Validate parsed hypothesis data (a file's, or a mapping built in Python, with an empty ``smap``)."""
     if not isinstance(data, dict):
         raise SpecError(smap.locate(()), "", "a hypothesis file must be a mapping with model, dataset, claims", "see hypotheses/trigram.yaml")
     try:
@@ -243,4 +241,4 @@ def load_hypothesis(path: Path) -> tuple[Any, SourceMap]:
     errors = _reference_errors(spec, smap)
     if errors:
         raise SpecErrors(errors)
-    return spec, smap
+    return spec

@@ -9,40 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 import torch
 
 from circuitcheck.run.execute import ClaimResult
 from circuitcheck.spec.base import Statistics, Threshold
-
-Outcome = Literal["pass", "fail", "inconclusive"]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    claim_id: str
-    kind: str
-    statement: str
-    verdict: Outcome
-    estimate: float
-    ci_low: float
-    ci_high: float
-    threshold: str
-    metric: str
-    sentence: str
-    details: dict[str, Any]
-    seed_figure: str | None
-    seconds: float
-    expect: str = "holds"
-
-    @property
-    def as_expected(self) -> bool | None:
-        """True when the verdict is what the file expects, None when inconclusive."""
-        if self.verdict == "inconclusive":
-            return None
-        return (self.verdict == "pass") == (self.expect == "holds")  # refuted and known_failure expect a fail
+from circuitcheck.verdict.verdict import FloorCheck, Outcome, Verdict
 
 
 def claim_seed(base: int, claim_id: str) -> int:
@@ -85,6 +59,19 @@ def _more_data_hint(estimate: float, lo: float, hi: float, threshold: Threshold,
 
 
 def judge(spec_claim: Any, result: ClaimResult, stats: Statistics) -> Verdict:
+    """One claim on its own: interval, threshold, floor, expectation. Holm's correction and the baseline,
+    which need the whole file, follow in :func:`circuitcheck.verdict.stage.judge_file`."""
+    m = result.measurement
+    verdict = against_threshold(spec_claim, result, stats)
+    floor = getattr(spec_claim, "floor", None)
+    if floor is not None and m.per_example is not None and len(m.per_example):
+        worst = float(torch.quantile(m.per_example.double(), floor.quantile))
+        verdict = with_floor(verdict, FloorCheck(floor.quantile, worst, floor.at_least))
+    return with_expectation(verdict, getattr(spec_claim, "expect_reason", None))
+
+
+def against_threshold(spec_claim: Any, result: ClaimResult, stats: Statistics) -> Verdict:
+    """The bootstrap interval of the claim's estimate against its threshold."""
     m = result.measurement
     estimate = m.estimate
     lo = hi = estimate
@@ -96,34 +83,11 @@ def judge(spec_claim: Any, result: ClaimResult, stats: Statistics) -> Verdict:
     relation = {"pass": "meets", "fail": "misses", "inconclusive": "is inconclusive against"}[outcome]
     sentence = f"{m.found}. Estimate {estimate:.4g} {ci} {relation} the threshold {spec_claim.threshold}."
     if outcome == "inconclusive":
-        sentence += _more_data_hint(estimate, lo, hi, spec_claim.threshold, m.details.get("n_examples"))
+        sentence += _more_data_hint(estimate, lo, hi, spec_claim.threshold, m.n_examples)
     if math.isnan(estimate):
         sentence += " The estimate is undefined, which counts as a failure."
-    details = dict(m.details)
-    floor = getattr(spec_claim, "floor", None)
-    if floor is not None and m.per_example is not None and len(m.per_example):
-        worst = float(torch.quantile(m.per_example.double(), floor.quantile))
-        held = worst >= floor.at_least
-        details |= {"floor_quantile": floor.quantile, "floor_value": worst, "floor_at_least": floor.at_least}
-        sentence += (
-            f" Worst case: the {floor.quantile:.0%} quantile of per-example scores is {worst:.4g}, "
-            f"{'meeting' if held else 'below'} the floor {floor.at_least:g}."
-        )
-        if not held:
-            outcome = "fail"
-    expect = getattr(spec_claim, "expect", "holds")
-    if expect == "refuted" and outcome != "inconclusive":
-        sentence += (
-            f" The file expects this claim to be refuted ({spec_claim.expect_reason}): "
-            + ("it was, so the file passes." if outcome == "fail" else "it unexpectedly holds, so the file fails.")
-        )
-    if expect == "known_failure" and outcome != "inconclusive":
-        sentence += (
-            f" Known not to reproduce on this model ({spec_claim.expect_reason}): "
-            + ("it still fails, as recorded." if outcome == "fail" else "it now holds, so the file fails: update the record.")
-        )
     return Verdict(
-        expect=expect,
+        expect=getattr(spec_claim, "expect", "holds"),
         claim_id=spec_claim.id,
         kind=spec_claim.kind,
         statement=spec_claim.statement,
@@ -131,10 +95,37 @@ def judge(spec_claim: Any, result: ClaimResult, stats: Statistics) -> Verdict:
         estimate=estimate,
         ci_low=lo,
         ci_high=hi,
-        threshold=str(spec_claim.threshold),
+        threshold=spec_claim.threshold,
         metric=spec_claim.metric_name,
         sentence=sentence,
-        details=details,
+        details=dict(m.details),
         seed_figure=spec_claim.seed_figure,
         seconds=result.seconds,
+        n_examples=m.n_examples,
+        random=m.random,
     )
+
+
+def with_floor(v: Verdict, floor: FloorCheck) -> Verdict:
+    """A worst-case floor that does not hold fails the claim, whatever its interval says."""
+    sentence = v.sentence + (
+        f" Worst case: the {floor.quantile:.0%} quantile of per-example scores is {floor.value:.4g}, "
+        f"{'meeting' if floor.held else 'below'} the floor {floor.at_least:g}."
+    )
+    return replace(v, floor=floor, sentence=sentence, verdict=v.verdict if floor.held else "fail")
+
+
+def with_expectation(v: Verdict, reason: str | None) -> Verdict:
+    """Say what a refuted or known-failure claim's verdict means for its file (the sentence only:
+    :attr:`Verdict.as_expected` reads ``expect``)."""
+    if v.verdict == "inconclusive" or v.expect == "holds":
+        return v
+    if v.expect == "refuted":
+        note = f" The file expects this claim to be refuted ({reason}): " + (
+            "it was, so the file passes." if v.verdict == "fail" else "it unexpectedly holds, so the file fails."
+        )
+    else:
+        note = f" Known not to reproduce on this model ({reason}): " + (
+            "it still fails, as recorded." if v.verdict == "fail" else "it now holds, so the file fails: update the record."
+        )
+    return replace(v, sentence=v.sentence + note)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from circuitcheck.verdict.verdict import HolmCheck, Verdict
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -17,24 +20,22 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
-def apply_holm(verdicts: list[Any], alphas: dict[str, float | None]) -> list[Any]:
-    """Add ``p_adjusted`` to every verdict with a p-value; fail those above their declared alpha."""
-    from dataclasses import replace
-
-    with_p = [i for i, v in enumerate(verdicts) if "p_value" in v.details]
-    adjusted = holm([verdicts[i].details["p_value"] for i in with_p])
+def apply_holm(verdicts: Sequence[Verdict], alphas: Mapping[str, float | None]) -> list[Verdict]:
+    """Give every verdict compared with random circuits its Holm-adjusted p-value; fail a passing claim
+    whose adjusted p-value is not below its declared alpha."""
+    compared = [(i, v.random) for i, v in enumerate(verdicts) if v.random is not None]
+    adjusted = holm([random.p_value for _, random in compared])
     out = list(verdicts)
-    for i, p_adj in zip(with_p, adjusted, strict=True):
+    for (i, random), p_adj in zip(compared, adjusted, strict=True):
         v = out[i]
-        details = v.details | {"p_adjusted": p_adj, "p_adjusted_over": len(with_p)}
         sentence = v.sentence + (
-            f" Against {v.details['random_n']} random circuits of the same size (mean {v.details['random_mean']:.4g}): "
-            f"p = {v.details['p_value']:.3g}, Holm-adjusted over {len(with_p)} claim(s) p = {p_adj:.3g}."
+            f" Against {random.n} random circuits of the same size (mean {random.mean:.4g}): "
+            f"p = {random.p_value:.3g}, Holm-adjusted over {len(compared)} claim(s) p = {p_adj:.3g}."
         )
         alpha = alphas.get(v.claim_id)
         verdict = v.verdict
         if alpha is not None and p_adj >= alpha and verdict == "pass":
             verdict = "fail"
             sentence += f" Not better than chance at alpha {alpha:g}, so the claim fails."
-        out[i] = replace(v, details=details, sentence=sentence, verdict=verdict)
+        out[i] = replace(v, holm=HolmCheck(p_adj, len(compared)), sentence=sentence, verdict=verdict)
     return out

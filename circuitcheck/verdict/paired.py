@@ -19,8 +19,8 @@ from typing import Literal
 import torch
 
 from circuitcheck.plan.interventions import Measurement
-from circuitcheck.run.stats import SequenceStats, Totals
 from circuitcheck.spec.base import Statistics
+from circuitcheck.stats import SequenceStats, Totals
 from circuitcheck.verdict.judge import claim_seed, interval
 
 Basis = Literal["paired bootstrap", "unpaired bootstrap", "exact", "undefined"]

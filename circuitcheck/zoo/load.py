@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from circuitcheck.errors import ModelLoadError
+from circuitcheck.tensor_files import PLAIN_TENSORS_FIX, UnreadableTensors, read_tensors
 from circuitcheck.zoo.build import build_bridge
-from circuitcheck.zoo.tensor_files import PLAIN_TENSORS_FIX, UnreadableTensors, read_tensors
 
 CARD_NAME = "card.json"
 FORMATS = ("tl-native", "hooked-transformer")

@@ -4,7 +4,7 @@
 claims x variants matrix with paired differences against the first variant.
 """
 
-from circuitcheck.compare.document import comparison_document
-from circuitcheck.compare.variants import Comparison, VariantRun, compare_file
+from circuitcheck.comparison.document import comparison_document
+from circuitcheck.comparison.variants import Comparison, VariantRun, compare_file
 
 __all__ = ["Comparison", "VariantRun", "compare_file", "comparison_document"]

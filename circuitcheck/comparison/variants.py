@@ -14,10 +14,11 @@ from typing import Any
 
 from circuitcheck.errors import CircuitcheckError, DataError, SpecError, SpecErrors
 from circuitcheck.plan.compile import compile_file
-from circuitcheck.report.document import build_document
+from circuitcheck.report.figures import Figures, attention_figures
 from circuitcheck.report.progress import Tracker
+from circuitcheck.report.report import Report, run_plan
 from circuitcheck.run.engine import DEFAULT_MAX_ROWS
-from circuitcheck.run.execute import FileResult, run_file
+from circuitcheck.run.execute import FileResult
 from circuitcheck.spec.hypothesis import load_hypothesis, report_stem
 from circuitcheck.zoo.load import FILE_FOLDER, checkpoint_of, load_zoo_card, resolve_model_dir, sha256_file
 
@@ -26,12 +27,19 @@ NEED_TWO = "compare needs at least two models: give --model twice or more, or li
 
 @dataclass(frozen=True)
 class VariantRun:
-    """One variant: its run and report document, or None when nothing could run on it."""
+    """One variant: its report, or None when nothing could run on it."""
 
     model: str
-    result: FileResult | None
-    doc: dict[str, Any] | None
+    report: Report | None
     not_applicable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def result(self) -> FileResult | None:
+        return None if self.report is None else self.report.result
+
+    @property
+    def doc(self) -> dict[str, Any] | None:
+        return None if self.report is None else self.report.document
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,10 @@ class Comparison:
     @property
     def name(self) -> str:
         return report_stem(self.spec, self.path)
+
+    def figures(self) -> dict[str, Figures]:
+        """Each variant that ran: its attention heatmaps, for the HTML report."""
+        return {v.model: attention_figures(v.report.result) for v in self.variants if v.report is not None}
 
 
 def variant_models(spec: Any, models: Sequence[str]) -> list[str]:
@@ -92,10 +104,10 @@ def compare_file(
                 plan = compile_file(path, str(folder.resolve()), skip_inapplicable=True)
             except (SpecError, SpecErrors, DataError) as err:
                 reason = str(err).splitlines()[0]
-                runs.append(VariantRun(model, None, None, {c.id: reason for c in spec.claims}))
+                runs.append(VariantRun(model, None, {c.id: reason for c in spec.claims}))
                 steps.advance()  # its run step
                 continue
         with steps.step(f"{model}: running {len(plan.claims)} claims"):
-            result = run_file(plan, max_rows=max_rows, resume=resume, progress=steps.note)
-        runs.append(VariantRun(model, result, build_document(result, argv), dict(plan.not_applicable)))
+            report = run_plan(plan, max_rows=max_rows, resume=resume, progress=steps.note, argv=argv)
+        runs.append(VariantRun(model, report, dict(plan.not_applicable)))
     return Comparison(path, spec, tuple(runs))

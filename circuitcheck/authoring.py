@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from circuitcheck.data.registry import DataContext, build_dataset, dataset_kinds
+from circuitcheck.data.registry import DataContext, DatasetSpec, build_dataset
 from circuitcheck.errors import CircuitcheckError
 from circuitcheck.metrics import metrics
 from circuitcheck.plan.components import available_hooks, model_components
 from circuitcheck.plugins import load_extensions
+from circuitcheck.spec.components import Head
 from circuitcheck.spec.hypothesis import hypothesis_model, safe_report_name
-from circuitcheck.zoo.load import LoadedModel
+from circuitcheck.spec.kinds import claim_kinds, dataset_kinds
+
+if TYPE_CHECKING:  # `circuitcheck schema` needs no model, so no torch
+    from circuitcheck.zoo.load import LoadedModel
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 FILLERS: dict[str, Any] = {"n_seqs": 200, "seed": 0, "density": 0.05}
@@ -26,8 +30,6 @@ FILLERS: dict[str, Any] = {"n_seqs": 200, "seed": 0, "density": 0.05}
 
 
 def hypothesis_schema() -> dict[str, Any]:
-    from circuitcheck.claims.base import claim_kinds
-
     schema = {"$schema": SCHEMA_DIALECT, **hypothesis_model().model_json_schema()}
     schema["description"] = f"circuitcheck hypothesis file (claim kinds: {', '.join(claim_kinds.names())})"
     return schema
@@ -56,7 +58,8 @@ def dataset_stanza(loaded: LoadedModel) -> tuple[dict[str, Any], Any]:
     for kind in kinds:
         stanza = _candidate(kind)
         try:
-            return stanza, build_dataset(dataset_kinds.get(kind).model_validate(stanza), ctx)
+            spec = cast(DatasetSpec, dataset_kinds.get(kind).model_validate(stanza))  # registered by @dataset_kind
+            return stanza, build_dataset(spec, ctx)
         except (CircuitcheckError, ValueError, TypeError, KeyError, OSError):
             continue
     raise CircuitcheckError(f"model {loaded.name!r}: no registered dataset kind builds data for it; write the dataset stanza by hand")
@@ -69,9 +72,10 @@ def _flow(value: Any) -> str:
 
 def scaffold(loaded: LoadedModel, model_ref: str) -> str:
     cfg = loaded.model.cfg
-    comps = model_components(loaded.model)
+    components = model_components(loaded.model)
+    comps = [str(c) for c in components]
     stanza, batch = dataset_stanza(loaded)
-    heads = [c for c in comps if c[0].isdigit()]
+    heads = [str(c) for c in components if isinstance(c, Head)]
     roles = [r for r in batch.role_names[1:] if bool(batch.role_mask(r).any())]
     lines = [
         f"# Hypothesis file for model {model_ref!r}: a scaffold from `circuitcheck init --model {model_ref}`.",

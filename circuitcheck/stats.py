@@ -5,20 +5,27 @@ function from totals to its estimate. The point estimate applies the function to
 the grand totals; a bootstrap resamples *sequences* (positions of one sequence are
 correlated, so they move together) and applies it to resampled totals, which keeps
 the numerator and denominator of ratio estimates paired.
+
+A leaf below every stage that uses it (claims, verdicts). Claim modules import it when
+``circuitcheck validate`` loads them, so torch is imported inside the functions that compute.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-Totals = dict[str, torch.Tensor]
+Totals = dict[str, "torch.Tensor"]
 
 
 def per_sequence(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Sum ``values`` (one per True entry of ``mask [n_seqs, seq]``) into one total per sequence."""
+    import torch
+
     rows = mask.nonzero()[:, 0]
     return torch.zeros(mask.shape[0], dtype=torch.float64).index_add_(0, rows, values.double())
 
@@ -38,6 +45,8 @@ class SequenceStats:
 
     def bootstrap(self, n_resamples: int, seed: int) -> torch.Tensor:
         """``n_resamples`` estimates on sequences drawn with replacement (seeded)."""
+        import torch
+
         n = len(next(iter(self.per_seq.values())))
         gen = torch.Generator().manual_seed(seed)
         draws = torch.randint(0, n, (n_resamples, n), generator=gen)
@@ -49,5 +58,7 @@ class SequenceStats:
 
 def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """``num / den``, NaN where the denominator vanishes (an undefined estimate, never inf)."""
+    import torch
+
     ok = den.abs() > 1e-12
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.full_like(num, float("nan")))

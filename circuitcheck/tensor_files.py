@@ -2,6 +2,10 @@
 
 Only safetensors or ``torch.load(weights_only=True)``. When PyTorch refuses a pickle it advises
 ``weights_only=False``, which would run whatever code the file holds; that advice is never relayed.
+
+A leaf below both readers (``zoo/`` for checkpoints, ``data/`` for token files). The ``file``
+dataset kind imports it when ``circuitcheck validate`` loads every kind, so torch is imported
+where a file is read.
 """
 
 from __future__ import annotations
@@ -10,8 +14,6 @@ import pickle
 import re
 from pathlib import Path
 from typing import Any
-
-import torch
 
 PLAIN_TENSORS_FIX = (
     "re-save the weights as a plain state dict, torch.save(model.state_dict(), path), "
@@ -32,6 +34,8 @@ def printable(text: str, limit: int = 200) -> str:
 
 def read_tensors(path: Path) -> Any:
     """The file's contents: a dict of tensors for any well-formed file (callers check the type)."""
+    import torch
+
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

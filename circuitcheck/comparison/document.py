@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from circuitcheck.compare.variants import Comparison, VariantRun
+from circuitcheck.comparison.variants import Comparison, VariantRun
 from circuitcheck.plan.interventions import Measurement
 from circuitcheck.report.document import json_safe
-from circuitcheck.report.render import mark
+from circuitcheck.report.text import mark
 from circuitcheck.spec.base import Statistics
 from circuitcheck.verdict.paired import paired_difference, unpaired_difference
 

@@ -1,0 +1,145 @@
+"""The library entry points: check a hypothesis file, or compare it across model variants.
+
+    import circuitcheck
+    report = circuitcheck.check("hypotheses/trigram.yaml")
+    report.claims["T1"].verdict  # "pass"
+
+The CLI (``run``, ``baseline``, ``compare``) and the pytest plugin are shells over these two calls,
+so what one of them can do (heatmaps, ``max_rows``, ``resume``, baselines) all of them can.
+Heavy imports (torch, TransformerLens) happen inside the calls: ``import circuitcheck`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from circuitcheck.comparison.report import ComparisonReport
+    from circuitcheck.plan.compile import FilePlan
+    from circuitcheck.report.progress import Tracker
+    from circuitcheck.report.report import Report
+
+PathLike = str | os.PathLike[str]
+
+MAX_ROWS_HELP = (
+    "most sequences in one stacked forward pass (default 4096): the variants of a pass share it, so peak memory "
+    "stays bounded however many variants a file has; lower it on a small machine"
+)
+"""The help of ``max_rows`` in both shells: the CLI's ``--max-batch``, the pytest plugin's
+``--circuitcheck-max-batch``."""
+
+
+def positive_whole_number(text: str) -> int:
+    """An option's whole number >= 1, for argparse (the CLI) and pytest's ``addoption``. argparse turns a
+    ValueError into "invalid positive_whole_number value", naming this function; an ArgumentTypeError's text
+    is shown as written, after the option's name."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+SPEC_NAME = "<spec>"
+"""What a spec built in Python is called in errors and provenance (its reports are ``spec.*`` unless it has
+a ``name``)."""
+
+
+def _engine_rows(max_rows: int | None) -> int:
+    from circuitcheck.run.engine import DEFAULT_MAX_ROWS
+
+    return DEFAULT_MAX_ROWS if max_rows is None else max_rows
+
+
+def _compile(source: PathLike | Mapping[str, Any] | BaseModel, model: str | None) -> FilePlan:
+    """A file's plan; or, for a spec built in Python (a mapping shaped like the YAML, or a spec object), the
+    plan of that spec, validated like a file (errors say ``<spec>``) with paths relative to the current directory."""
+    from pydantic import BaseModel
+
+    from circuitcheck.plan.compile import compile_file, compile_spec
+    from circuitcheck.spec.hypothesis import validate_hypothesis
+    from circuitcheck.spec.yaml_source import SourceMap
+
+    if isinstance(source, (str, os.PathLike)):
+        return compile_file(Path(source), model)
+    data = source
+    if isinstance(source, BaseModel):  # validated again, as a file would be: cross-references too
+        data = source.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    smap = SourceMap(SPEC_NAME, {}, {})
+    spec = validate_hypothesis(data, smap)
+    if spec.name is None:
+        spec = spec.model_copy(update={"name": "spec"})
+    digest = hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    return compile_spec(spec, smap, Path(SPEC_NAME), model, base=Path.cwd(), source_sha256=digest)
+
+
+def check(
+    path_or_spec: PathLike | Mapping[str, Any] | BaseModel, model: str | None = None, *,
+    max_rows: int | None = None, resume: bool = True,
+    baseline: PathLike | None = None, report_dir: PathLike | None = None, argv: Sequence[str] | None = None,
+    tracker: Tracker | None = None,
+) -> Report:
+    """Load, compile, run and judge a hypothesis file (or a spec built in Python: a mapping shaped like the
+    YAML, or a spec object); returns its :class:`Report`.
+
+    - ``model``: run against this model instead of the file's (a zoo name, or a model directory relative
+      to the current directory; the file's own ``model:`` resolves against the file's folder).
+    - ``max_rows``: most sequences in one stacked forward pass (default 4096); lower it on a small machine.
+    - ``resume``: resume intervention passes from cached clean activations (False: run every pass from the tokens).
+    - ``baseline``: a baseline JSON written by ``circuitcheck baseline``; claims that regressed fail.
+    - ``report_dir``: also write ``<name>.{md,json,html}`` there (or call ``report.write(folder)`` later).
+    - ``argv``: the command a report's provenance records; ``tracker``: a progress bar (the CLI's).
+
+    Raises :class:`~circuitcheck.errors.CircuitcheckError` for bad input or an invalid run, before any
+    forward pass where it can (a missing baseline entry, for one).
+    """
+    from circuitcheck.report.progress import Tracker
+    from circuitcheck.report.report import run_plan
+    from circuitcheck.verdict.baseline import read_baseline
+
+    steps = tracker or Tracker(0, enabled=False)
+    shown = path_or_spec if isinstance(path_or_spec, (str, os.PathLike)) else SPEC_NAME
+    with steps.step(f"loading and compiling {shown}"):
+        plan = _compile(path_or_spec, model)
+    stored = read_baseline(Path(baseline), plan.name) if baseline is not None else None
+    with steps.step(f"running {len(plan.claims)} claims of {shown}"):
+        report = run_plan(
+            plan, max_rows=_engine_rows(max_rows), resume=resume, progress=tracker.note if tracker else None,
+            baseline=stored, argv=list(argv) if argv is not None else None,
+        )
+    if report_dir is not None:
+        report.write(report_dir)
+    return report
+
+
+def compare(
+    path: PathLike, models: Sequence[str] = (), *, max_rows: int | None = None, resume: bool = True,
+    report_dir: PathLike | None = None, models_base: PathLike | None = None, argv: Sequence[str] | None = None,
+    tracker: Tracker | None = None,
+) -> ComparisonReport:
+    """Run the file at ``path`` on each of ``models`` (or the file's ``variants:``; at least two) on the
+    same seeded data, and compare them claim by claim against the first.
+
+    Relative model paths resolve against ``models_base`` when given (a command line passes the current
+    directory), else against the file's folder. ``max_rows``, ``resume``, ``report_dir``, ``argv`` and
+    ``tracker`` are as for :func:`check`.
+    """
+    from circuitcheck import comparison
+    from circuitcheck.comparison.report import comparison_report
+
+    found = comparison.compare_file(
+        Path(path), models, _engine_rows(max_rows), list(argv) if argv is not None else None, tracker,
+        resume=resume, models_base=Path(models_base) if models_base is not None else None,
+    )
+    report = comparison_report(found)
+    if report_dir is not None:
+        report.write(report_dir)
+    return report

@@ -1,0 +1,49 @@
+"""The typed report of a comparison: what :func:`circuitcheck.compare` returns."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from circuitcheck.comparison.document import comparison_document
+from circuitcheck.comparison.variants import Comparison
+from circuitcheck.report.matrix import terminal_matrix, write_comparison
+from circuitcheck.report.report import Report
+
+
+@dataclass(frozen=True)
+class ComparisonReport:
+    """One file run on several models: ``variants[model]`` is that model's own :class:`Report` (None when
+    nothing could run on it), ``differing`` the (claim, variant) pairs whose paired difference against the
+    first model excludes zero, ``document`` the JSON comparison report; ``str(report)`` is the matrix."""
+
+    name: str
+    comparison: Comparison = field(repr=False)
+    document: dict[str, Any] = field(repr=False)
+
+    @property
+    def variants(self) -> dict[str, Report | None]:
+        return {v.model: v.report for v in self.comparison.variants}
+
+    @property
+    def differing(self) -> list[tuple[str, str]]:
+        return [(d["claim"], d["variant"]) for d in self.document["summary"]["differing"]]
+
+    def write(self, report_dir: str | os.PathLike[str]) -> list[Path]:
+        """Write ``<name>.md``, ``<name>.json`` and ``<name>.html`` (every variant's report, with heatmaps)."""
+        return write_comparison(self.document, Path(report_dir), self.comparison.figures())
+
+    def __str__(self) -> str:
+        return terminal_matrix(self.document)
+
+    def __repr__(self) -> str:
+        s = self.document["summary"]
+        shape = f"{s['claims']} claims x {s['variants']} variants"
+        return f"<ComparisonReport {self.name}: {shape}, {len(s['differing'])} differing>"
+
+
+def comparison_report(cmp: Comparison) -> ComparisonReport:
+    doc = comparison_document(cmp)
+    return ComparisonReport(doc["name"], cmp, doc)

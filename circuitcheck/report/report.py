@@ -1,0 +1,77 @@
+"""The typed report of one checked file: what :func:`circuitcheck.check` returns.
+
+It holds the decided verdicts (typed), the JSON document every renderer reads, and the run
+behind them (for figures and comparisons); ``write`` renders the files the CLI writes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from circuitcheck.plan.compile import FilePlan
+from circuitcheck.report.document import build_document
+from circuitcheck.report.figures import attention_figures
+from circuitcheck.report.render import terminal_table, write_reports
+from circuitcheck.report.text import headline
+from circuitcheck.run.execute import FileResult, run_file
+from circuitcheck.verdict.baseline import Baseline
+from circuitcheck.verdict.stage import judge_file
+from circuitcheck.verdict.summary import Summary
+from circuitcheck.verdict.verdict import Verdict
+
+
+@dataclass(frozen=True)
+class Report:
+    """One file's verdicts: ``report.claims["T1"].verdict`` is ``"pass"``, ``"fail"`` or ``"inconclusive"``,
+    with ``.estimate``, ``.ci_low``, ``.ci_high``, ``.sentence`` and ``.as_expected``.
+
+    ``exit_code`` is what ``circuitcheck run`` exits with for this file (0 pass, 1 fail, 3 inconclusive);
+    ``document`` is the JSON report (schema in README.md); ``str(report)`` is the terminal table.
+    """
+
+    name: str
+    claims: dict[str, Verdict]
+    summary: Summary
+    document: dict[str, Any] = field(repr=False)
+    result: FileResult = field(repr=False)
+
+    @property
+    def exit_code(self) -> int:
+        return self.summary.exit_code
+
+    @property
+    def passed(self) -> bool:
+        """Every claim came out as its file expects."""
+        return self.exit_code == 0
+
+    def write(self, report_dir: str | os.PathLike[str]) -> list[Path]:
+        """Write ``<name>.md``, ``<name>.json`` and ``<name>.html`` (with attention heatmaps) into ``report_dir``;
+        returns their paths (md, json, html)."""
+        return write_reports(self.document, Path(report_dir), attention_figures(self.result))
+
+    def __str__(self) -> str:
+        return terminal_table(self.document)
+
+    def __repr__(self) -> str:
+        return f"<Report {self.name}: {headline(self.document['summary'])}; exit code {self.exit_code}>"
+
+
+def report_of(result: FileResult, baseline: Baseline | None = None, argv: list[str] | None = None) -> Report:
+    """Result -> Report: decide every verdict (:func:`~circuitcheck.verdict.stage.judge_file`), then lay out
+    the document."""
+    judged = judge_file(result, baseline)
+    claims = {v.claim_id: v for v in judged.verdicts}
+    return Report(result.plan.name, claims, judged.summary, build_document(result, judged, argv), result)
+
+
+def run_plan(
+    plan: FilePlan, *, max_rows: int, resume: bool, progress: Callable[[str], None] | None = None,
+    baseline: Baseline | None = None, argv: list[str] | None = None,
+) -> Report:
+    """Plan -> Report: run, judge, lay out. Every entry point (``check``, ``compare``, so the CLI and the
+    pytest plugin) takes this one path after compiling."""
+    return report_of(run_file(plan, max_rows=max_rows, resume=resume, progress=progress), baseline, argv)
