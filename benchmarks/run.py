@@ -36,11 +36,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5 quick, 7 full; at least 5)")
     p.add_argument("--warmup", type=int, default=None, help="discarded warm-up rounds (default 1 quick, 2 full)")
     p.add_argument("--max-rows", type=int, default=None, help="rows per stacked pass (default: the engine's)")
-    p.add_argument("--no-resume", action="store_true", help="run_variants(resume=False): every pass starts from the tokens")
+    p.add_argument(
+        "--no-resume", action="store_true", help="run_variants(resume=False): every pass starts from the tokens"
+    )
     p.add_argument("--models", nargs="+", default=None, help="a subset of the models")
-    p.add_argument("--workloads", nargs="+", default=None, help="a subset of: sweep patching complements path baselines")
-    p.add_argument("--omp-wait-policy", choices=["passive", "inherit"], default="passive",
-                   help="passive (default): set OMP_WAIT_POLICY=PASSIVE unless already set; inherit: leave the environment alone")
+    p.add_argument(
+        "--workloads", nargs="+", default=None, help="a subset of: sweep patching complements path baselines"
+    )
+    p.add_argument(
+        "--omp-wait-policy",
+        choices=["passive", "inherit"],
+        default="passive",
+        help="passive (default): set OMP_WAIT_POLICY=PASSIVE unless already set; inherit: leave the environment alone",
+    )
     p.add_argument("--no-suite", action="store_true", help="skip the cold `circuitcheck run hypotheses/*.yaml` timing")
     p.add_argument("--json-out", type=Path, default=None, help="also write every row and the summary as JSON")
     p.add_argument("--profile", nargs="?", const="trigram", default=None, metavar="MODEL",
@@ -70,7 +78,9 @@ def provenance() -> dict[str, Any]:
 
     from circuitcheck.run import engine
 
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False)
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+    )
     return {
         "torch": version("torch"),
         "transformer_lens": version("transformer-lens"),
@@ -147,7 +157,9 @@ def benchmark(args: argparse.Namespace) -> int:
     from circuitcheck.run.engine import DEFAULT_MAX_ROWS
 
     start = time.perf_counter()
-    method = measure.Method(args.reps, args.warmup, args.max_rows or DEFAULT_MAX_ROWS, False if args.no_resume else None)
+    method = measure.Method(
+        args.reps, args.warmup, args.max_rows or DEFAULT_MAX_ROWS, False if args.no_resume else None
+    )
     rows = []
     for name in args.models or [*wl.NATIVE, *wl.ZOO]:
         model = wl.load_model(name)
@@ -203,9 +215,12 @@ def profile(args: argparse.Namespace) -> int:
         floor = per_call(lambda: measure.floor_pass(model, data.inputs["clean"], len(variants), max_rows))
         prof = cProfile.Profile()
         profiled = per_call(lambda: prof.runcall(engine))
-    print(f"engine on {args.profile} / {args.profile_workload}: {len(variants)} variants x {tuple(data.inputs['clean'].shape)} tokens, "
-          f"{torch.get_num_threads()} threads, mean of {args.reps} calls: engine {plain:.1f} ms, floor {floor:.1f} ms, "
-          f"engine under cProfile {profiled:.1f} ms")
+    print(
+        f"engine on {args.profile} / {args.profile_workload}: "
+        f"{len(variants)} variants x {tuple(data.inputs['clean'].shape)} tokens, "
+        f"{torch.get_num_threads()} threads, mean of {args.reps} calls: engine {plain:.1f} ms, floor {floor:.1f} ms, "
+        f"engine under cProfile {profiled:.1f} ms"
+    )
     stats = pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative")
     stats.print_stats(15)
     print("circuitcheck's own functions (cumulative):")

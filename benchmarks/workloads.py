@@ -52,7 +52,14 @@ def load_model(name: str) -> Any:
         from circuitcheck.zoo.build import build_bridge
 
         d = NATIVE[name]["d_model"]
-        cfg = NATIVE[name] | {"d_mlp": 4 * d, "d_vocab": 64, "n_ctx": 64, "act_fn": "gelu", "normalization_type": "LN", "seed": 0}
+        cfg = NATIVE[name] | {
+            "d_mlp": 4 * d,
+            "d_vocab": 64,
+            "n_ctx": 64,
+            "act_fn": "gelu",
+            "normalization_type": "LN",
+            "seed": 0,
+        }
         model = build_bridge(cfg)
     else:
         from circuitcheck.zoo.load import load
@@ -83,7 +90,11 @@ def make_inputs(model: Any, size: Size, seed: int = 0) -> EngineInputs:
 
 def heads(model: Any, layers: range | None = None) -> list[HookSite]:
     cfg = model.cfg
-    return [HookSite(f"blocks.{layer}.attn.hook_z", h) for layer in (layers or range(cfg.n_layers)) for h in range(cfg.n_heads)]
+    return [
+        HookSite(f"blocks.{layer}.attn.hook_z", h)
+        for layer in (layers or range(cfg.n_layers))
+        for h in range(cfg.n_heads)
+    ]
 
 
 def components(model: Any) -> list[HookSite]:
@@ -107,7 +118,9 @@ def patching(model: Any, data: EngineInputs) -> list[Variant]:
     """Activation patching as the ``activation_patching`` claim compiles it: one head's clean
     activation patched into the corrupted run at one position, for every head x every position."""
     seq = data.inputs[CLEAN].shape[1]
-    return [Variant(input=CORRUPTED, edits=(HookEdit(site, f"p{j}", "clean"),)) for site in heads(model) for j in range(seq)]
+    return [
+        Variant(input=CORRUPTED, edits=(HookEdit(site, f"p{j}", "clean"),)) for site in heads(model) for j in range(seq)
+    ]
 
 
 def complements(model: Any, n: int, seed: int = 1) -> list[Variant]:
@@ -136,7 +149,10 @@ def receivers(model: Any) -> list[tuple[HookSite, str]]:
         for which in "qkv"
     ]
     if not cfg.attn_only:
-        out += [(HookSite(f"blocks.{layer}.hook_mlp_out"), f"blocks.{layer}.hook_resid_mid") for layer in range(cfg.n_layers)]
+        out += [
+            (HookSite(f"blocks.{layer}.hook_mlp_out"), f"blocks.{layer}.hook_resid_mid")
+            for layer in range(cfg.n_layers)
+        ]
     last = f"blocks.{cfg.n_layers - 1}.hook_resid_post"
     return out + [(HookSite(last), last)]
 

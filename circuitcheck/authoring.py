@@ -62,7 +62,9 @@ def dataset_stanza(loaded: LoadedModel) -> tuple[dict[str, Any], Any]:
             return stanza, build_dataset(spec, ctx)
         except (CircuitcheckError, ValueError, TypeError, KeyError, OSError):
             continue
-    raise CircuitcheckError(f"model {loaded.name!r}: no registered dataset kind builds data for it; write the dataset stanza by hand")
+    raise CircuitcheckError(
+        f"model {loaded.name!r}: no registered dataset kind builds data for it; write the dataset stanza by hand"
+    )
 
 
 def _flow(value: Any) -> str:
@@ -82,7 +84,8 @@ def scaffold(loaded: LoadedModel, model_ref: str) -> str:
         "# Editor support: `circuitcheck schema -o hypothesis.schema.json`, then keep the next line.",
         "# yaml-language-server: $schema=hypothesis.schema.json",
         "#",
-        f"# Model: {cfg.n_layers} layer(s), {cfg.n_heads} head(s) per layer, d_model {cfg.d_model}, d_vocab {cfg.d_vocab}, "
+        f"# Model: {cfg.n_layers} layer(s), {cfg.n_heads} head(s) per layer, "
+        f"d_model {cfg.d_model}, d_vocab {cfg.d_vocab}, "
         f"n_ctx {cfg.n_ctx}, {'attention-only' if cfg.attn_only else 'with MLPs'}.",
         "# Components (for components / patch / replace):",
         f"#   {', '.join(comps)}",

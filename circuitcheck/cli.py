@@ -60,16 +60,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from circuitcheck.plan.circuits import describe_circuit
     from circuitcheck.plan.compile import compile_file
     from circuitcheck.plan.components import model_components
 
     with Tracker(1, progress_wanted(args.quiet)) as tracker, tracker.step(f"compiling {args.file}"):
         plan = compile_file(Path(args.file), args.model)
     cfg = plan.loaded.model.cfg
-    print(f"file: {plan.path}\nmodel: {plan.loaded.name} ({plan.loaded.checkpoint}, sha256 {plan.loaded.checkpoint_sha256[:12]})")
-    print(f"  {cfg.n_layers} layer(s), {cfg.n_heads} head(s), d_model {cfg.d_model}; components: {', '.join(map(str, model_components(plan.loaded.model)))}")
+    print(
+        f"file: {plan.path}\n"
+        f"model: {plan.loaded.name} ({plan.loaded.checkpoint}, sha256 {plan.loaded.checkpoint_sha256[:12]})"
+    )
+    print(
+        f"  {cfg.n_layers} layer(s), {cfg.n_heads} head(s), d_model {cfg.d_model}; "
+        f"components: {', '.join(map(str, model_components(plan.loaded.model)))}"
+    )
     print(f"dataset: {plan.batch.n_seqs} sequences x {plan.batch.seq_len} positions; {dict(plan.batch.params)}")
     print("positions: " + ", ".join(f"{name} ({int(mask.sum())})" for name, mask in plan.masks.items()))
+    for name, circuit in plan.circuits.items():
+        print(f"\ncircuit {name}: " + "\n  ".join(describe_circuit(circuit, plan.source_map)))
     for claim in plan.claims:
         print(f"\n[{claim.claim_id}] {claim.kind}")
         for line in claim.describe:
@@ -84,8 +93,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[dict], tracker: Tracker) -> int:
     from circuitcheck.api import check
 
-    report = check(path, args.model, max_rows=args.max_rows, resume=args.resume, baseline=args.baseline or None, argv=argv,
-                   tracker=tracker)
+    report = check(
+        path,
+        args.model,
+        max_rows=args.max_rows,
+        resume=args.resume,
+        baseline=args.baseline or None,
+        argv=argv,
+        tracker=tracker,
+    )
     docs.append(report.document)
     with _writing("reports"):
         written = report.write(args.report_dir)
@@ -153,8 +169,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         probe_writable(Path(args.report_dir))  # before any model loads: fail in a second, not after the run
     n_models = len(args.model) or 2
     with Tracker(2 * n_models, progress_wanted(args.quiet)) as tracker:
-        report = compare(Path(args.file), args.model, max_rows=args.max_rows, resume=args.resume, models_base=Path.cwd(),
-                         argv=_argv(args, args.file), tracker=tracker)
+        report = compare(
+            Path(args.file),
+            args.model,
+            max_rows=args.max_rows,
+            resume=args.resume,
+            models_base=Path.cwd(),
+            argv=_argv(args, args.file),
+            tracker=tracker,
+        )
     with _writing("reports"):
         written = report.write(args.report_dir)
     if not args.quiet:
@@ -199,9 +222,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rows", "--max-batch", type=positive_whole_number, default=4096, help=MAX_ROWS_HELP)
-    parser.add_argument("--no-resume", dest="resume", action="store_false",
-                        help="run every intervention pass from the tokens instead of resuming from cached clean activations "
-                             "(slower; for checking the engine, or for a model whose blocks the resumed path does not mirror)")
+    parser.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="run every intervention pass from the tokens instead of resuming from cached clean activations "
+        "(slower; for checking the engine, or for a model whose blocks the resumed path does not mirror)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,12 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run hypothesis files and write reports")
     run.add_argument("files", nargs="+")
     run.add_argument("--report-dir", default="reports", help="where <name>.md and <name>.json go (default: reports)")
-    run.add_argument("--model", default=None, help="run against this model instead of the file's: a zoo name, or a model "
-                     "directory relative to the current directory (a file's own model: resolves against the file's folder)")
+    run.add_argument(
+        "--model",
+        default=None,
+        help="run against this model instead of the file's: a zoo name, or a model "
+        "directory relative to the current directory (a file's own model: resolves against the file's folder)",
+    )
     _engine_options(run)
     run.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
     run.add_argument("--junit", default=None, metavar="PATH", help="also write a JUnit XML report of every file run")
-    run.add_argument("--baseline", default=None, metavar="JSON", help="fail claims that regressed against this baseline")
+    run.add_argument(
+        "--baseline", default=None, metavar="JSON", help="fail claims that regressed against this baseline"
+    )
 
     base = sub.add_parser("baseline", help="run files and write (or update) a baseline of their estimates")
     base.add_argument("files", nargs="+")
@@ -245,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--model", action="append", default=[], metavar="NAME",
                          help="a variant (zoo name, or model directory relative to the current directory); give two or "
                               "more, or list 'variants:' in the file (relative to its folder)")
-    compare.add_argument("--report-dir", default="reports", help="where <name>-compare.{md,json,html} go (default: reports)")
+    compare.add_argument(
+        "--report-dir", default="reports", help="where <name>-compare.{md,json,html} go (default: reports)"
+    )
     _engine_options(compare)
     compare.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
     compare.add_argument("--fail-on-difference", action="store_true",
@@ -279,7 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        _err(f"internal error: {type(err).__name__}: {err}\n  this is a circuitcheck bug; rerun with --debug and report it")
+        _err(
+            f"internal error: {type(err).__name__}: {err}\n"
+            "  this is a circuitcheck bug; rerun with --debug and report it"
+        )
         return EXIT_INTERNAL
 
 

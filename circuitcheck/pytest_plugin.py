@@ -83,7 +83,8 @@ class ClaimItem(pytest.Item):
             claim = next(c for c in report.document["claims"] if c["id"] == self.name)  # numbers as the JSON shows them
             raise ClaimFailed(
                 f"{claim['verdict'].upper()}: {claim['statement']}\n"
-                f"  estimate {claim['estimate']} (CI {claim['ci_low']} .. {claim['ci_high']}), threshold {claim['threshold']}\n"
+                f"  estimate {claim['estimate']} (CI {claim['ci_low']} .. {claim['ci_high']}), "
+                f"threshold {claim['threshold']}\n"
                 f"  {claim['sentence']}\n"
                 f"  report: {written}"
             )

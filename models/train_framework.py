@@ -59,25 +59,40 @@ def main() -> None:
     for step in range(STEPS):
         for group in opt.param_groups:
             group["lr"] = LR * (1 - step / STEPS)
-        toks = generate_copy_bigram(BATCH, TASK["seq_len"], TASK["d_vocab"], TASK["p_bigram"], TASK["p_copy"], TRAIN_SEED * 1_000_003 + step).tokens
+        toks = generate_copy_bigram(
+            BATCH, TASK["seq_len"], TASK["d_vocab"], TASK["p_bigram"], TASK["p_copy"], TRAIN_SEED * 1_000_003 + step
+        ).tokens
         logits = model(toks)
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), toks[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if (step + 1) % 1000 == 0:
-            print(json.dumps({"step": step + 1, "loss": round(loss.item(), 4), "seconds": round(time.time() - t0, 1)}), flush=True)
+            print(
+                json.dumps({"step": step + 1, "loss": round(loss.item(), 4), "seconds": round(time.time() - t0, 1)}),
+                flush=True,
+            )
     out = ZOO / "framework-1l"
     out.mkdir(exist_ok=True)
-    save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    save_file(
+        {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors")
+    )
     card = {
         "name": "framework-1l",
         "format": "tl-native",
         "checkpoint": "model.safetensors",
         "config": CONFIG,
         "task": TASK,
-        "training": {"script": "models/train_framework.py", "steps": STEPS, "batch": BATCH, "lr": LR, "lr_schedule": "linear decay",
-                     "weight_decay": 1e-3, "train_seed": TRAIN_SEED, "seconds": round(time.time() - t0, 1)},
+        "training": {
+            "script": "models/train_framework.py",
+            "steps": STEPS,
+            "batch": BATCH,
+            "lr": LR,
+            "lr_schedule": "linear decay",
+            "weight_decay": 1e-3,
+            "train_seed": TRAIN_SEED,
+            "seconds": round(time.time() - t0, 1),
+        },
         "evaluation": {"eval_seed": EVAL_SEED, "n_seqs": 2000} | evaluate(model),
     }
     (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")

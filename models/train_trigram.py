@@ -117,7 +117,9 @@ def main() -> None:
         if args.mlp_drop > 0 and torch.rand((), generator=gen).item() < args.mlp_drop:
             # Stochastic depth on the MLP: in these steps the head must solve the task alone,
             # which keeps its attention pair-selective (see the card's training note).
-            logits = model.run_with_hooks(toks, fwd_hooks=[("blocks.0.hook_mlp_out", lambda act, hook: torch.zeros_like(act))])
+            logits = model.run_with_hooks(
+                toks, fwd_hooks=[("blocks.0.hook_mlp_out", lambda act, hook: torch.zeros_like(act))]
+            )
         else:
             logits = model(toks)
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), toks[:, 1:].reshape(-1))
@@ -143,7 +145,8 @@ def main() -> None:
     if args.init is not None and (args.init.parent / "card.json").is_file():
         before = json.loads((args.init.parent / "card.json").read_text())
         previous = before["training"].get("previous_phases", []) + [
-            {k: v for k, v in before["training"].items() if k != "previous_phases"} | {"model": before["name"], "config": before["config"]}
+            {k: v for k, v in before["training"].items() if k != "previous_phases"}
+            | {"model": before["name"], "config": before["config"]}
         ]
     card = {
         "name": args.name,

@@ -49,7 +49,16 @@ def main() -> int:
         print(f"{file}: {len(verdicts)} claims x {args.seeds} seeds in {time.perf_counter() - t0:.1f}s")
     for name, seen in changed.items():
         print(f"FLAKY {name}: verdicts {sorted(seen)}")
-    print(json.dumps({"seeds": args.seeds, "flaky_claims": sorted(changed), "n_flaky": len(changed), "slowest_claim_scoring": {"claim": slowest[0], "seconds": round(slowest[1], 4)}}))
+    print(
+        json.dumps(
+            {
+                "seeds": args.seeds,
+                "flaky_claims": sorted(changed),
+                "n_flaky": len(changed),
+                "slowest_claim_scoring": {"claim": slowest[0], "seconds": round(slowest[1], 4)},
+            }
+        )
+    )
     return 1 if changed else 0
 
 

@@ -9,24 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from circuitcheck.zoo.build import build_bridge
+from circuitcheck import testing
+from circuitcheck.testing import TINY_CONFIG
 from circuitcheck.zoo.load import LoadedModel, load
 
 REPO = Path(__file__).resolve().parents[1]
 HYPOTHESES = REPO / "hypotheses"
 
-TINY_CONFIG = {
-    "n_layers": 2,
-    "d_model": 16,
-    "d_head": 4,
-    "n_heads": 3,
-    "d_mlp": 24,
-    "d_vocab": 11,
-    "n_ctx": 12,
-    "act_fn": "relu",
-    "normalization_type": "LN",
-    "seed": 3,
-}
+__all__ = ["HYPOTHESES", "REPO", "TINY_CONFIG", "VALID_FILE"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,9 +31,7 @@ def trigram() -> LoadedModel:
 
 @pytest.fixture(scope="session")
 def tiny_model() -> object:
-    model = build_bridge(TINY_CONFIG)
-    model.eval()
-    return model
+    return testing.tiny_model()
 
 
 @pytest.fixture

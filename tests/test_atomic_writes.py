@@ -338,7 +338,10 @@ TRIGRAM = str(HYPOTHESES / "trigram.yaml")
         (["run", TRIGRAM, "--report-dir", "{ok}", "--junit", "{bad}/junit.xml"], "--junit"),
         (["baseline", TRIGRAM, "--out", "{ok}/b.json", "--report-dir", "{bad}"], "--report-dir"),
         (["baseline", TRIGRAM, "--out", "{bad}/b.json", "--report-dir", "{ok}"], "--out"),
-        (["compare", TRIGRAM, "--model", "trigram", "--model", "trigram-attn-only", "--report-dir", "{bad}"], "--report-dir"),
+        (
+            ["compare", TRIGRAM, "--model", "trigram", "--model", "trigram-attn-only", "--report-dir", "{bad}"],
+            "--report-dir",
+        ),
     ],
     ids=["run", "junit", "baseline-reports", "baseline-out", "compare"],
 )
@@ -361,7 +364,9 @@ def test_a_report_dir_that_is_a_file_is_refused_and_left_alone(tmp_path, capsys,
     assert blocker.read_text() == "keep"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a chmod 500 folder anyway, so it cannot be made unwritable")
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root writes into a chmod 500 folder anyway, so it cannot be made unwritable"
+)
 def test_an_unwritable_report_dir_exits_2_before_loading(tmp_path, capsys, no_model_loads):
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -430,8 +435,13 @@ def test_comparison_markdown_escapes_user_text():
         "name": "c<i>", "hypothesis_file": "h|`.yaml", "variants": ["m<1>", "m2"], "reference": "m<1>",
         "statistics": {"method": "paired", "resamples": 10, "seed": 0, "confidence": 0.95},
         "summary": {"differing": []},
-        "claims": [{"id": HOSTILE, "cells": {"m<1>": cell, "m2": cell | {"status": "n/a", "reason": "no <head> | here"}},
-                    "differences": []}],
+        "claims": [
+            {
+                "id": HOSTILE,
+                "cells": {"m<1>": cell, "m2": cell | {"status": "n/a", "reason": "no <head> | here"}},
+                "differences": [],
+            }
+        ],
     }
     md = comparison_markdown(doc)
     assert not re.search(r"<(?!!--)", md), "no tag but the run-id comment"

@@ -12,7 +12,7 @@ from circuitcheck.claims.dla_share import DLAShareClaim
 from circuitcheck.errors import PlanError
 from circuitcheck.run.engine import clean_run
 from circuitcheck.run.execute import run_file
-from tests.test_claims import make_plan
+from circuitcheck.testing import check_claim_kind, make_plan
 
 
 def _cache(model, captures):
@@ -80,20 +80,22 @@ def test_dla_share_refuses_layer_names(tiny_model) -> None:
 
 
 def test_attention_mass_matches_a_loop(tiny_model) -> None:
-    spec = AttentionMassClaim.model_validate(
-        dict(id="m", statement="s", kind="attention_mass", head="1.2", queries="late", keys="Y", threshold={"at_least": 0.0})
-    )
-    plan = make_plan(tiny_model, [spec])
-    m = run_file(plan).claims[0].measurement
-    _, cache = tiny_model.run_with_cache(plan.batch.tokens)
-    pattern = cache["blocks.1.attn.hook_pattern"][:, 2]
-    values = []
-    for b in range(plan.batch.n_seqs):
-        for q in range(plan.batch.seq_len):
-            if plan.masks["late"][b, q]:
-                values.append(sum(float(pattern[b, q, k]) for k in range(q + 1) if plan.masks["Y"][b, k]))
-    assert m.estimate == pytest.approx(sum(values) / len(values), abs=1e-6)
-    assert m.per_example is not None and len(m.per_example) == len(values)
+    n_queries = []
+
+    def by_hand(plan) -> float:
+        _, cache = tiny_model.run_with_cache(plan.batch.tokens)
+        pattern = cache["blocks.1.attn.hook_pattern"][:, 2]
+        values = []
+        for b in range(plan.batch.n_seqs):
+            for q in range(plan.batch.seq_len):
+                if plan.masks["late"][b, q]:
+                    values.append(sum(float(pattern[b, q, k]) for k in range(q + 1) if plan.masks["Y"][b, k]))
+        n_queries.append(len(values))
+        return sum(values) / len(values)
+
+    claim = {"head": "1.2", "queries": "late", "keys": "Y"}
+    m = check_claim_kind(AttentionMassClaim, claim, tiny_model, by_hand, atol=1e-6)
+    assert m.per_example is not None and len(m.per_example) == n_queries[0]
 
 
 def test_skip_trigram_fit_recovers_an_additive_table() -> None:
@@ -162,17 +164,37 @@ def test_skip_trigram_fit_fails_on_xor_and_passes_where_the_task_is_a_skip_trigr
 
 def test_attention_mass_margin_over_rival_roles(tiny_model) -> None:
     spec = AttentionMassClaim.model_validate(
-        dict(id="m", statement="s", kind="attention_mass", head="1.2", queries="late", keys="Y", more_than_roles=["X", "Z"], threshold={"at_least": 0.0})
+        dict(
+            id="m",
+            statement="s",
+            kind="attention_mass",
+            head="1.2",
+            queries="late",
+            keys="Y",
+            more_than_roles=["X", "Z"],
+            threshold={"at_least": 0.0},
+        )
     )
     plan = make_plan(tiny_model, [spec])
     m = run_file(plan).claims[0].measurement
     d = m.details
-    assert m.estimate == pytest.approx(d["mass_on_keys"] - max(d.get("mass_on_role_X", 0.0), d.get("mass_on_role_Z", 0.0)), abs=1e-9)
+    assert m.estimate == pytest.approx(
+        d["mass_on_keys"] - max(d.get("mass_on_role_X", 0.0), d.get("mass_on_role_Z", 0.0)), abs=1e-9
+    )
 
 
 def test_attention_mass_refuses_unknown_rival_roles(tiny_model) -> None:
     spec = AttentionMassClaim.model_validate(
-        dict(id="m", statement="s", kind="attention_mass", head="1.2", queries="late", keys="Y", more_than_roles=["Q"], threshold={"at_least": 0.0})
+        dict(
+            id="m",
+            statement="s",
+            kind="attention_mass",
+            head="1.2",
+            queries="late",
+            keys="Y",
+            more_than_roles=["Q"],
+            threshold={"at_least": 0.0},
+        )
     )
     with pytest.raises(PlanError, match="no role 'Q'"):
         make_plan(tiny_model, [spec])
@@ -181,7 +203,16 @@ def test_attention_mass_refuses_unknown_rival_roles(tiny_model) -> None:
 def test_reference_table_with_an_exact_table_is_the_correlation_of_the_two_tables(tiny_model) -> None:
     from circuitcheck.claims.reference_table import ReferenceTableClaim
 
-    spec = ReferenceTableClaim.model_validate(dict(id="r", statement="s", kind="reference_table", positions="all", reference="ideal", threshold={"at_least": 0.0}))
+    spec = ReferenceTableClaim.model_validate(
+        dict(
+            id="r",
+            statement="s",
+            kind="reference_table",
+            positions="all",
+            reference="ideal",
+            threshold={"at_least": 0.0},
+        )
+    )
     table = torch.rand(11, 11, generator=torch.Generator().manual_seed(1)).softmax(-1)
     plan = make_plan(tiny_model, [spec], tables={"ideal": table})
     m = run_file(plan).claims[0].measurement

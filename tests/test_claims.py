@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import textwrap
 
 import pytest
 import torch
@@ -10,42 +10,25 @@ import torch
 from circuitcheck.claims.ablation import AblationClaim
 from circuitcheck.claims.activation_patching import ActivationPatchingClaim, corrupt_tokens
 from circuitcheck.claims.association import AssociationClaim
-from circuitcheck.claims.base import CompileContext
 from circuitcheck.data.batch import TokenBatch, next_tokens_of
 from circuitcheck.metrics import metrics
-from circuitcheck.plan.compile import FilePlan
-from circuitcheck.plan.interventions import CLEAN
 from circuitcheck.run.execute import run_file
-from circuitcheck.spec.yaml_source import SourceMap
-from circuitcheck.zoo.load import LoadedModel
+from circuitcheck.testing import check_claim_kind, make_plan
 from tests.conftest import TINY_CONFIG
 
 N, SEQ, V = 12, TINY_CONFIG["n_ctx"], TINY_CONFIG["d_vocab"]
 
 
-def make_plan(model, claims, tokens=None, tables=None) -> FilePlan:
-    tokens = tokens if tokens is not None else torch.randint(0, V, (N, SEQ), generator=torch.Generator().manual_seed(1))
-    roles = torch.zeros_like(tokens)
-    roles[:, 5] = 2  # position 5 plays "Y"
-    batch = TokenBatch(tokens, next_tokens_of(tokens), roles, {"seed": 1}, tables=tables or {})
-    masks = {"all": torch.ones_like(tokens, dtype=torch.bool), "Y": roles == 2}
-    late = torch.zeros_like(masks["all"])
-    late[:, 8:] = True
-    masks["late"] = late
-    inputs = {CLEAN: tokens}
-    plans = tuple(c.compile(CompileContext(model, batch, masks, inputs, ("claims", i))) for i, c in enumerate(claims))
-
-    class Spec:
-        name = "t"
-
-    spec = Spec()
-    spec.claims = claims  # type: ignore[attr-defined]
-    loaded = LoadedModel(model, "tiny", {}, Path("x"), "0" * 64)
-    return FilePlan(Path("t.yaml"), spec, SourceMap("t.yaml", {}, {}), loaded, batch, masks, inputs, plans)
-
-
 def ablation(**kw):
-    base = dict(id="a", statement="s", kind="ablation", positions="Y", metric="logprob", threshold={"at_least": 0.0}, method="zero")
+    base = dict(
+        id="a",
+        statement="s",
+        kind="ablation",
+        positions="Y",
+        metric="logprob",
+        threshold={"at_least": 0.0},
+        method="zero",
+    )
     return AblationClaim.model_validate(base | kw)
 
 
@@ -56,29 +39,40 @@ def estimate(model, claim) -> tuple[float, dict]:
 
 
 def test_necessity_matches_a_manual_ablation(tiny_model):
-    claim = ablation(mode="necessity", components=["1.1"], effect="absolute_drop")
-    est, details = estimate(tiny_model, claim)
-    plan = make_plan(tiny_model, [claim])
-    tokens = plan.batch.tokens
+    def by_hand(plan) -> float:  # zero head 1.1 with a plain TransformerLens hook
+        def zero_head(z, hook):
+            z = z.clone()
+            z[:, :, 1] = 0.0
+            return z
 
-    def zero_head(z, hook):
-        z = z.clone()
-        z[:, :, 1] = 0.0
-        return z
+        tokens = plan.batch.tokens
+        with torch.no_grad():
+            clean = tiny_model(tokens)
+            ablated = tiny_model.run_with_hooks(tokens, fwd_hooks=[("blocks.1.attn.hook_z", zero_head)])
+        mask, tgt = plan.masks["Y"], plan.batch.next_token
+        lp = metrics.get("logprob")
+        return float(lp(clean[mask], tgt[mask], clean[mask]).mean() - lp(ablated[mask], tgt[mask], clean[mask]).mean())
 
-    with torch.no_grad():
-        clean = tiny_model(tokens)
-        ablated = tiny_model.run_with_hooks(tokens, fwd_hooks=[("blocks.1.attn.hook_z", zero_head)])
-    mask, tgt = plan.masks["Y"], plan.batch.next_token
-    lp = metrics.get("logprob")
-    want = float(lp(clean[mask], tgt[mask], clean[mask]).mean() - lp(ablated[mask], tgt[mask], clean[mask]).mean())
-    assert est == pytest.approx(want, abs=1e-5)
-    assert details["drop"] == pytest.approx(want, abs=1e-5)
+    claim = """
+        mode: necessity
+        components: ["1.1"]
+        method: zero
+        effect: absolute_drop
+        positions: Y
+        metric: logprob
+    """
+    m = check_claim_kind(AblationClaim, textwrap.dedent(claim), tiny_model, by_hand)
+    assert m.details["drop"] == pytest.approx(m.estimate, abs=1e-12)
+    assert m.stats is not None and not m.exact
 
 
 def test_lower_is_better_metrics_count_a_rise_as_a_drop(tiny_model):
-    up = estimate(tiny_model, ablation(mode="necessity", components=["attn1", "mlp1"], effect="absolute_drop", metric="loss"))[0]
-    down = estimate(tiny_model, ablation(mode="necessity", components=["attn1", "mlp1"], effect="absolute_drop", metric="logprob"))[0]
+    up = estimate(
+        tiny_model, ablation(mode="necessity", components=["attn1", "mlp1"], effect="absolute_drop", metric="loss")
+    )[0]
+    down = estimate(
+        tiny_model, ablation(mode="necessity", components=["attn1", "mlp1"], effect="absolute_drop", metric="logprob")
+    )[0]
     assert up == pytest.approx(down, abs=1e-5)
 
 
@@ -116,27 +110,33 @@ def test_corruption_changes_exactly_the_selected_tokens():
 
 
 def test_association_counts_match_set_arithmetic(tiny_model):
-    claim = AssociationClaim.model_validate(
-        dict(id="t1", statement="s", kind="association", positions="all", metric="jaccard", threshold={"at_least": 0.0},
-             left={"kind": "attention", "layer": 1, "head": 2, "key_offset": -1, "above": 0.3},
-             right={"kind": "correct_prob", "above": 0.1})
-    )
-    plan = make_plan(tiny_model, [claim])
-    m = run_file(plan).claims[0].measurement
-    with torch.no_grad():
-        logits, cache = tiny_model.run_with_cache(plan.batch.tokens)
-    pattern = cache["blocks.1.attn.hook_pattern"]
-    left, right = set(), set()
-    probs = logits.softmax(-1)
-    for b in range(N):
-        for p in range(SEQ - 1):  # the last position has no next token and is not scored
-            if p >= 1 and pattern[b, 2, p, p - 1] > 0.3:
-                left.add((b, p))
-            if probs[b, p, plan.batch.tokens[b, p + 1]] > 0.1:
-                right.add((b, p))
+    sets: dict[str, set] = {}
+
+    def by_hand(plan) -> float:  # the two position sets, by loops over the clean run
+        with torch.no_grad():
+            logits, cache = tiny_model.run_with_cache(plan.batch.tokens)
+        pattern = cache["blocks.1.attn.hook_pattern"]
+        left, right = set(), set()
+        probs = logits.softmax(-1)
+        for b in range(N):
+            for p in range(SEQ - 1):  # the last position has no next token and is not scored
+                if p >= 1 and pattern[b, 2, p, p - 1] > 0.3:
+                    left.add((b, p))
+                if probs[b, p, plan.batch.tokens[b, p + 1]] > 0.1:
+                    right.add((b, p))
+        sets.update(left=left, right=right)
+        return len(left & right) / len(left | right)
+
+    claim = {
+        "positions": "all",
+        "metric": "jaccard",
+        "left": {"kind": "attention", "layer": 1, "head": 2, "key_offset": -1, "above": 0.3},
+        "right": {"kind": "correct_prob", "above": 0.1},
+    }
+    m = check_claim_kind(AssociationClaim, claim, tiny_model, by_hand, atol=1e-12)
+    left, right = sets["left"], sets["right"]
     assert m.details["n_left"] == len(left) and m.details["n_right"] == len(right)
     assert m.details["n_both"] == len(left & right)
-    assert m.estimate == pytest.approx(len(left & right) / len(left | right))
     assert 0 < len(left) and 0 < len(right)
 
 
@@ -186,9 +186,17 @@ def test_floor_on_a_kind_without_per_example_scores_is_refused():
 
     with pytest.raises(ValidationError, match="cannot take a 'floor'"):
         AssociationClaim.model_validate(
-            dict(id="t", statement="s", kind="association", positions="all", metric="jaccard", threshold={"at_least": 0.5},
-                 floor={"quantile": 0.1, "at_least": 0.0},
-                 left={"kind": "role", "role": "Y"}, right={"kind": "correct_prob", "above": 0.1})
+            dict(
+                id="t",
+                statement="s",
+                kind="association",
+                positions="all",
+                metric="jaccard",
+                threshold={"at_least": 0.5},
+                floor={"quantile": 0.1, "at_least": 0.0},
+                left={"kind": "role", "role": "Y"},
+                right={"kind": "correct_prob", "above": 0.1},
+            )
         )
 
 

@@ -23,11 +23,26 @@ def test_trigram_suite_passes_and_writes_reports(tmp_path, capsys):
     code = main(["run", str(HYPOTHESES / "trigram.yaml"), "--report-dir", str(tmp_path), "--quiet"])
     assert code == 0, capsys.readouterr().err
     doc = json.loads((tmp_path / "trigram.json").read_text())
-    assert doc["summary"] == {"total": 7, "passed": 7, "failed": 0, "inconclusive": 0, "refuted_as_expected": 0, "known_failures": 0, "exit_code": 0}
+    assert doc["summary"] == {
+        "total": 7,
+        "passed": 7,
+        "failed": 0,
+        "inconclusive": 0,
+        "refuted_as_expected": 0,
+        "known_failures": 0,
+        "exit_code": 0,
+    }
     t1 = next(c for c in doc["claims"] if c["id"] == "T1")
     assert set(t1["details"]) >= {"precision", "recall", "jaccard"}
     assert t1["estimate"] == t1["details"]["jaccard"]
-    assert {c["name"] for c in doc["self_checks"]} == {"hooks_fired", "identity_patch", "batched_noop", "finite", "full_circuit", "empty_circuit"}
+    assert {c["name"] for c in doc["self_checks"]} == {
+        "hooks_fired",
+        "identity_patch",
+        "batched_noop",
+        "finite",
+        "full_circuit",
+        "empty_circuit",
+    }
     assert all(c["passed"] for c in doc["self_checks"])
     prov = doc["provenance"]
     assert prov["seeds"]["bootstrap"] == 0 and prov["seeds"]["claims"]["T8-resample"] == {"resample_seed": 11}
@@ -70,7 +85,12 @@ def test_python_tag_exits_2_without_executing(tmp_path):
     ("old", "new", "line", "message"),
     [
         ('components: ["0.0"]', 'components: ["0.3"]', 15, "head 3 is out of range: layer 0 has 1 head(s)"),
-        ('components: ["0.0"]', 'components: ["blocks.0.attn.hook_patern"]', 15, "unknown hook 'blocks.0.attn.hook_patern'"),
+        (
+            'components: ["0.0"]',
+            'components: ["blocks.0.attn.hook_patern"]',
+            15,
+            "unknown hook 'blocks.0.attn.hook_patern'",
+        ),
         ('components: ["0.0"]', 'components: ["2.0"]', 15, "layer 2 is out of range"),
     ],
 )
@@ -132,7 +152,9 @@ def test_reports_are_deterministic_apart_from_time(tmp_path):
 def test_no_resume_gives_the_same_verdicts_and_estimates(tmp_path):
     found = {}
     for sub, flags in (("resumed", []), ("from_tokens", ["--no-resume"])):
-        assert main(["run", str(HYPOTHESES / "trigram.yaml"), "--report-dir", str(tmp_path / sub), "--quiet", *flags]) == 0
+        assert (
+            main(["run", str(HYPOTHESES / "trigram.yaml"), "--report-dir", str(tmp_path / sub), "--quiet", *flags]) == 0
+        )
         doc = json.loads((tmp_path / sub / "trigram.json").read_text())
         found[sub] = doc["claims"]
     for resumed, from_tokens in zip(found["resumed"], found["from_tokens"], strict=True):
@@ -151,7 +173,17 @@ def test_junit_report_has_a_case_per_claim(tmp_path, capsys):
     import xml.etree.ElementTree as ET
 
     junit = tmp_path / "junit.xml"
-    main(["run", str(HYPOTHESES / "examples" / "false-claim.yaml"), "--report-dir", str(tmp_path), "--junit", str(junit), "--quiet"])
+    main(
+        [
+            "run",
+            str(HYPOTHESES / "examples" / "false-claim.yaml"),
+            "--report-dir",
+            str(tmp_path),
+            "--junit",
+            str(junit),
+            "--quiet",
+        ]
+    )
     root = ET.parse(junit).getroot()
     suite = root.find("testsuite")
     assert suite is not None and suite.get("name") == "false-claim" and suite.get("failures") == "1"
@@ -184,10 +216,31 @@ def test_a_claim_on_its_threshold_is_inconclusive_and_exits_3(tmp_path, capsys):
 
 
 EXPECTATIONS = [
-    ("refuted", "{at_least: 5.0}", 0, "REFUTED (expected)", "expects this claim to be refuted (the reason)", "refuted_as_expected"),
+    (
+        "refuted",
+        "{at_least: 5.0}",
+        0,
+        "REFUTED (expected)",
+        "expects this claim to be refuted (the reason)",
+        "refuted_as_expected",
+    ),
     ("refuted", "{at_least: 0.1}", 1, "HOLDS (expected refuted)", "it unexpectedly holds", "refuted_as_expected"),
-    ("known_failure", "{at_least: 5.0}", 0, "FAIL (known)", "Known not to reproduce on this model (the reason)", "known_failures"),
-    ("known_failure", "{at_least: 0.1}", 1, "HOLDS (known failure)", "it now holds, so the file fails", "known_failures"),
+    (
+        "known_failure",
+        "{at_least: 5.0}",
+        0,
+        "FAIL (known)",
+        "Known not to reproduce on this model (the reason)",
+        "known_failures",
+    ),
+    (
+        "known_failure",
+        "{at_least: 0.1}",
+        1,
+        "HOLDS (known failure)",
+        "it now holds, so the file fails",
+        "known_failures",
+    ),
 ]
 
 

@@ -32,7 +32,7 @@ def mean_stats(values: list[float]) -> SequenceStats:
 
 def measured(stats: SequenceStats | None, estimate: float | None = None) -> Measurement:
     value = stats.estimate() if stats is not None else float(estimate if estimate is not None else 0.0)
-    return Measurement(value, "", {}, stats)
+    return Measurement(value, "", {}, stats, exact=stats is None)
 
 
 # --- the paired bootstrap -------------------------------------------------------------------
@@ -97,7 +97,10 @@ def test_unpaired_differences_resample_the_variants_independently():
     assert unpaired.basis == "unpaired bootstrap" and unpaired.estimate == 0.0
     # Two independent means of 30 values of standard deviation 0.31 differ with standard error 0.31 * sqrt(2 / 30).
     half_width = 1.96 * float(torch.linspace(0.0, 1.0, 30).std(correction=0)) * math.sqrt(2 / 30)
-    assert unpaired.ci_low == pytest.approx(-half_width, rel=0.15) and unpaired.ci_high == pytest.approx(half_width, rel=0.15)
+    assert (
+        unpaired.ci_low == pytest.approx(-half_width, rel=0.15)
+        and unpaired.ci_high == pytest.approx(half_width, rel=0.15)
+    )
     constant = unpaired_difference(measured(mean_stats([0.7] * 5)), measured(mean_stats([0.5] * 8)), "c", stats)
     assert (constant.ci_low, constant.ci_high) == (pytest.approx(0.2), pytest.approx(0.2))
 
@@ -187,7 +190,9 @@ def small_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def compared(small_file: Path) -> dict:
     copy = str(small_file.parent / "trigram-copy")
-    return comparison_document(compare_file(small_file, ["trigram", "trigram-attn-only", copy, "./no-task", "./other-data"]))
+    return comparison_document(
+        compare_file(small_file, ["trigram", "trigram-attn-only", copy, "./no-task", "./other-data"])
+    )
 
 
 def _claim(doc: dict, claim_id: str) -> dict:
@@ -264,7 +269,16 @@ def test_compare_cli_writes_every_report_and_exits_0(small_file, tmp_path, capsy
 
 
 def test_fail_on_difference_exits_1_only_when_variants_differ(small_file, tmp_path):
-    base = ["compare", str(small_file), "--report-dir", str(tmp_path), "--quiet", "--fail-on-difference", "--model", "trigram"]
+    base = [
+        "compare",
+        str(small_file),
+        "--report-dir",
+        str(tmp_path),
+        "--quiet",
+        "--fail-on-difference",
+        "--model",
+        "trigram",
+    ]
     assert main([*base, "--model", str(small_file.parent / "trigram-copy")]) == 0
     assert main([*base, "--model", "trigram-attn-only"]) == 1
     differing = json.loads((tmp_path / "small-compare.json").read_text())["summary"]["differing"]
@@ -273,7 +287,9 @@ def test_fail_on_difference_exits_1_only_when_variants_differ(small_file, tmp_pa
 
 def test_variants_declared_in_the_file(tmp_path, capsys):
     path = tmp_path / "v.yaml"
-    path.write_text(SMALL.lstrip("\n").replace("model: trigram\n", "model: trigram\nvariants: [trigram, trigram-attn-only]\n"))
+    path.write_text(
+        SMALL.lstrip("\n").replace("model: trigram\n", "model: trigram\nvariants: [trigram, trigram-attn-only]\n")
+    )
     assert main(["compare", str(path), "--report-dir", str(tmp_path), "--quiet"]) == 0
     assert json.loads((tmp_path / "small-compare.json").read_text())["variants"] == ["trigram", "trigram-attn-only"]
 

@@ -59,7 +59,9 @@ def test_each_form_parses_to_its_value_and_prints_back(text, value):
     assert str(value) == text
 
 
-@pytest.mark.parametrize("text", ["", "x", "head0", "L0", "1.", ".1", "1.0.q", "mlp", "attn-1", "0.0 ", " embed", "0.0\n", "١.٠"])
+@pytest.mark.parametrize(
+    "text", ["", "x", "head0", "L0", "1.", ".1", "1.0.q", "mlp", "attn-1", "0.0 ", " embed", "0.0\n", "١.٠"]
+)
 def test_text_that_is_no_component_is_refused_with_the_syntax(text):
     with pytest.raises(ComponentSyntaxError) as info:
         parse_component(text)
@@ -96,7 +98,8 @@ def test_a_head_prints_back_to_what_parses_to_it(layer, head):
 
 
 def test_the_spec_holds_parsed_values_and_dumps_the_text(write_yaml):
-    spec, _ = load_hypothesis(write_yaml(BASE.replace('components: ["0.0"]', 'components: ["0.0", attn1, embed, blocks.0.hook_resid_mid]')))
+    text = BASE.replace('components: ["0.0"]', 'components: ["0.0", attn1, embed, blocks.0.hook_resid_mid]')
+    spec, _ = load_hypothesis(write_yaml(text))
     claim = spec.claims[0]
     assert claim.components == [Head(0, 0), Attn(1), Embed(), Hook("blocks.0.hook_resid_mid")]
     assert claim.model_dump()["components"] == ["0.0", "attn1", "embed", "blocks.0.hook_resid_mid"]
@@ -120,7 +123,12 @@ def _only(path: Path) -> SpecError:
 @pytest.mark.parametrize(
     ("claim", "where", "message", "fix"),
     [
-        (ABLATION.replace('["0.0"]', '["0.0", "head0"]'), "15:25: claims.0.components.1", "cannot parse component 'head0'", COMPONENT_FIX),
+        (
+            ABLATION.replace('["0.0"]', '["0.0", "head0"]'),
+            "15:25: claims.0.components.1",
+            "cannot parse component 'head0'",
+            COMPONENT_FIX,
+        ),
         ('    kind: ov_copying\n    head: "1"', "14:11: claims.0.head", "expected a head as 'L.H', got '1'", None),
         (
             '    kind: path_patching\n    sender: "0.0"\n    receivers: ["1.0.x", logits]\n    method: zero\n'
@@ -128,7 +136,8 @@ def _only(path: Path) -> SpecError:
             "15:17: claims.0.receivers.0", "unknown receiver '1.0.x'", RECEIVER_FIX,
         ),
         (
-            '    kind: replacement\n    replace: [{component: "mlpX", with: zero}]\n    positions: Y\n    metric: accuracy',
+            '    kind: replacement\n    replace: [{component: "mlpX", with: zero}]\n'
+            "    positions: Y\n    metric: accuracy",
             "14:27: claims.0.replace.0.component", "cannot parse component 'mlpX'", COMPONENT_FIX,
         ),
     ],

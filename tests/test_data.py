@@ -33,7 +33,9 @@ def test_planted_trigrams_are_annotated_and_fillers_never_form_a_prefix(seed, de
         assert roles[s, p - 1] == X and roles[s, p + 1] == Z
         assert table[(int(toks[s, p - 1]), int(toks[s, p]))] == int(toks[s, p + 1]) == int(b.next_token[s, p])
     filler = roles[:, 1:] == 0
-    prefix = torch.tensor([[(int(a), int(c)) in table for a, c in zip(row[:-1], row[1:], strict=True)] for row in toks.tolist()])
+    prefix = torch.tensor(
+        [[(int(a), int(c)) in table for a, c in zip(row[:-1], row[1:], strict=True)] for row in toks.tolist()]
+    )
     assert not (prefix & filler & (roles[:, :-1] == 0)).any()
     assert (b.next_token[:, -1] == NO_TARGET).all() and torch.equal(b.next_token[:, :-1], toks[:, 1:])
 
@@ -52,7 +54,11 @@ def test_same_seed_same_tokens():
 
 def test_batch_shapes_are_checked():
     with pytest.raises(ValueError, match="roles has shape"):
-        TokenBatch(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long))
+        TokenBatch(
+            torch.zeros(2, 5, dtype=torch.long),
+            torch.zeros(2, 5, dtype=torch.long),
+            torch.zeros(2, 4, dtype=torch.long),
+        )
 
 
 FILE_DATASET = """
@@ -97,4 +103,6 @@ def test_plant_repeated_plants_only_trigrams_with_equal_leading_tokens(trigram, 
     assert len(ys) > 100
     assert all(int(batch.tokens[b, p]) == int(batch.tokens[b, p - 1]) for b, p in ys)
     repeated = {tuple(t) for t in trigram.card["task"]["trigrams"] if t[0] == t[1]}
-    assert {(int(batch.tokens[b, p - 1]), int(batch.tokens[b, p]), int(batch.tokens[b, p + 1])) for b, p in ys} <= repeated
+    assert {
+        (int(batch.tokens[b, p - 1]), int(batch.tokens[b, p]), int(batch.tokens[b, p + 1])) for b, p in ys
+    } <= repeated

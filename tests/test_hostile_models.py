@@ -64,12 +64,18 @@ def model_copy(folder: Path, card_edit: Callable[[dict], None] | None = None) ->
 @pytest.mark.parametrize(
     ("tokens", "fragment"),
     [
-        (torch.zeros(0, 50, dtype=torch.long), r"tokens.pt: 'tokens' is empty \(shape \(0, 50\)\)\n  fix: save at least one sequence"),
+        (
+            torch.zeros(0, 50, dtype=torch.long),
+            r"tokens.pt: 'tokens' is empty \(shape \(0, 50\)\)\n  fix: save at least one sequence",
+        ),
         (torch.zeros(64, 0, dtype=torch.long), r"tokens.pt: 'tokens' is empty \(shape \(64, 0\)\)"),
         (torch.full((8, 50), 3.7), r"tokens.pt: token ids must be integers, got float32\n  fix: save a LongTensor"),
         (torch.full((8, 50), float("nan"), dtype=torch.float64), r"token ids must be integers, got float64"),
         (torch.zeros(8, 50, dtype=torch.bool), r"token ids must be integers, got bool"),
-        (torch.full((2, 50), 10**12), r"token ids must lie in \[0, 75\); \S+tokens.pt has 1000000000000 at sequence 0, position 0"),
+        (
+            torch.full((2, 50), 10**12),
+            r"token ids must lie in \[0, 75\); \S+tokens.pt has 1000000000000 at sequence 0, position 0",
+        ),
         (torch.tensor([[1] * 49 + [-3]]), r"has -3 at sequence 0, position 49"),
         (torch.zeros(2, 3, 50, dtype=torch.long), r"'tokens' must be \[batch, seq\], got shape \(2, 3, 50\)"),
         (torch.zeros(50, dtype=torch.long), r"must be \[batch, seq\], got shape \(50,\)"),
@@ -112,7 +118,10 @@ def test_a_pickled_token_file_is_refused_without_pytorchs_advice(tmp_path, capsy
 
 
 def test_roles_must_be_integer_codes(tmp_path, capsys):
-    save_file({"tokens": torch.zeros(2, 50, dtype=torch.long), "roles": torch.full((2, 50), 1.5)}, str(tmp_path / "t.safetensors"))
+    save_file(
+        {"tokens": torch.zeros(2, 50, dtype=torch.long), "roles": torch.full((2, 50), 1.5)},
+        str(tmp_path / "t.safetensors"),
+    )
     dataset = "dataset: {kind: file, path: t.safetensors, roles_key: roles}\n"
     code, err = run(capsys, hypothesis(tmp_path, dataset=dataset))
     assert code == 2 and "dataset.roles_key: " in err and "role ids must be integer role codes, got float32" in err
@@ -121,7 +130,10 @@ def test_roles_must_be_integer_codes(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("edit", "fragment"),
     [
-        (lambda c: c["task"].pop("seq_len"), "cannot build a 'trigram' dataset from the model card's task: KeyError: 'seq_len'"),
+        (
+            lambda c: c["task"].pop("seq_len"),
+            "cannot build a 'trigram' dataset from the model card's task: KeyError: 'seq_len'",
+        ),
         (lambda c: c["task"].update(d_vocab=100_000), "task.d_vocab 100000 differs from config.d_vocab 75"),
         (lambda c: c["task"].update(seq_len=-4), "task.seq_len -4 leaves no room for a trigram"),
         (lambda c: c["task"].update(n_trigrams="many"), "ValueError"),
@@ -141,7 +153,9 @@ def test_nan_string_weights_never_reach_torch(tmp_path):
     ctx = DataContext({"task": {"vocab": ["A", "B"], "strings": ["AB", "BA"]}}, tmp_path, 2, 4)
     with pytest.raises(ValueError, match="finite number"):  # the spec refuses them first ...
         StringsDataset(kind="strings", n_seqs=4, seed=1, weights=[float("nan"), 1.0])
-    unchecked = StringsDataset.model_construct(kind="strings", n_seqs=4, seed=1, strings=None, weights=[float("nan"), 1.0])
+    unchecked = StringsDataset.model_construct(
+        kind="strings", n_seqs=4, seed=1, strings=None, weights=[float("nan"), 1.0]
+    )
     with pytest.raises(PlanError, match="finite non-negative weights"):  # ... and the builder, not torch.multinomial
         unchecked.build(ctx)
 
@@ -171,20 +185,26 @@ def test_a_cards_checkpoint_must_stay_inside_its_folder(tmp_path, capsys, checkp
     copy = model_copy(tmp_path, lambda c: c.update(checkpoint=checkpoint))
     code, err = run(capsys, hypothesis(tmp_path, model="./copy"))
     assert code == 2
-    assert f"{copy / 'card.json'}: checkpoint {checkpoint!r} {why}; a card's paths resolve against its own folder " in err
+    assert (
+        f"{copy / 'card.json'}: checkpoint {checkpoint!r} {why}; a card's paths resolve against its own folder " in err
+    )
     assert f"{copy.resolve()} and must stay inside it\n  fix: put the file in" in err
 
 
 def test_a_checkpoint_linked_out_of_the_folder_is_refused(tmp_path):
     copy = model_copy(tmp_path, lambda c: c.update(checkpoint="link.safetensors"))
     os.symlink(TRIGRAM / "model.safetensors", copy / "link.safetensors")
-    with pytest.raises(ModelLoadError, match=r"checkpoint 'link.safetensors' resolves to \S+/models/trigram/model.safetensors, outside"):
+    with pytest.raises(
+        ModelLoadError, match=r"checkpoint 'link.safetensors' resolves to \S+/models/trigram/model.safetensors, outside"
+    ):
         load(str(copy))
 
 
 def test_a_missing_checkpoint_says_what_it_resolved_against(tmp_path):
     copy = model_copy(tmp_path, lambda c: c.update(checkpoint="gone.safetensors"))
-    with pytest.raises(ModelLoadError, match=r"checkpoint 'gone.safetensors' does not exist \(resolved against the model folder "):
+    with pytest.raises(
+        ModelLoadError, match=r"checkpoint 'gone.safetensors' does not exist \(resolved against the model folder "
+    ):
         load(str(copy))
 
 
@@ -266,7 +286,11 @@ def test_a_command_line_model_resolves_against_the_current_directory(tmp_path, c
     assert code == 0, err
     code, err = run(capsys, path, "--model", "sub/copy")
     assert code == 2
-    assert f"no model 'sub/copy': {tmp_path / 'sub' / 'copy'} (resolved against the current directory {tmp_path}) holds no card.json" in err
+    assert (
+        f"no model 'sub/copy': {tmp_path / 'sub' / 'copy'} "
+        f"(resolved against the current directory {tmp_path}) holds no card.json"
+        in err
+    )
 
 
 def test_a_files_model_resolves_against_its_folder(tmp_path, capsys, monkeypatch):
@@ -293,7 +317,9 @@ def test_zoo_names_work_in_both_places(tmp_path, capsys, monkeypatch):
 
 def test_compare_refuses_a_zoo_name_and_its_path(tmp_path, capsys):
     path = hypothesis(tmp_path)
-    code = main(["compare", str(path), "--model", "trigram", "--model", str(TRIGRAM), "--report-dir", str(tmp_path / "r")])
+    code = main(
+        ["compare", str(path), "--model", "trigram", "--model", str(TRIGRAM), "--report-dir", str(tmp_path / "r")]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert f"variants 'trigram' and '{TRIGRAM}' are the same checkpoint (sha256 " in err
@@ -303,7 +329,9 @@ def test_compare_refuses_a_zoo_name_and_its_path(tmp_path, capsys):
 def test_compare_refuses_two_paths_to_one_folder(tmp_path, monkeypatch):
     model_copy(tmp_path)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(CircuitcheckError, match=r"variants 'copy' and './copy/card.json' are the same checkpoint \(sha256 [0-9a-f]{12}"):
+    with pytest.raises(
+        CircuitcheckError, match=r"variants 'copy' and './copy/card.json' are the same checkpoint \(sha256 [0-9a-f]{12}"
+    ):
         compare_file(hypothesis(tmp_path), ["copy", "./copy/card.json"], models_base=tmp_path)
 
 
@@ -351,7 +379,10 @@ def test_tracker_notes_show_under_the_running_step():
     from rich.console import Console
 
     buffer = io.StringIO()
-    with Tracker(1, True, Console(file=buffer, force_terminal=True, width=120)) as tracker, tracker.step("running 7 claims"):
+    with (
+        Tracker(1, True, Console(file=buffer, force_terminal=True, width=120)) as tracker,
+        tracker.step("running 7 claims"),
+    ):
         tracker.note("clean run: 12 forward passes")
     assert "running 7 claims: clean run: 12 forward passes" in buffer.getvalue()
     Tracker(1, False).note("ignored when disabled")

@@ -31,9 +31,21 @@ def claim(claim_id: str, verdict: str, as_expected: bool | None, **extra: object
 def document(claims: list[dict], name: str = "demo") -> dict:
     return {
         "schema_version": 1, "name": name,
-        "summary": {"total": len(claims), "passed": 1, "failed": 1, "inconclusive": 0, "refuted_as_expected": 0, "exit_code": 1},
+        "summary": {
+            "total": len(claims),
+            "passed": 1,
+            "failed": 1,
+            "inconclusive": 0,
+            "refuted_as_expected": 0,
+            "exit_code": 1,
+        },
         "claims": claims,
-        "statistics": {"method": "percentile bootstrap over sequences", "resamples": 1000, "seed": 0, "confidence": 0.95},
+        "statistics": {
+            "method": "percentile bootstrap over sequences",
+            "resamples": 1000,
+            "seed": 0,
+            "confidence": 0.95,
+        },
         "self_checks": [{"name": "finite", "passed": True, "detail": "all logits finite"}],
         "timing": {"seconds": 1.0, "forward_rows": 10},
         "provenance": {"model": "trigram", "command": "circuitcheck run x.yaml", "note": EVIL},
@@ -59,7 +71,9 @@ def test_every_text_field_is_escaped():
 
 def test_verdict_cards_show_marks_and_colours():
     refuted = claim("R", "fail", True, expect="refuted")
-    html = run_html(document([claim("P", "pass", True), claim("F", "fail", False), claim("I", "inconclusive", None), refuted]))
+    html = run_html(
+        document([claim("P", "pass", True), claim("F", "fail", False), claim("I", "inconclusive", None), refuted])
+    )
     assert '<span class="badge pass">PASS</span>' in html
     assert '<span class="badge fail">FAIL</span>' in html
     assert '<span class="badge inconclusive">INCONCLUSIVE</span>' in html
@@ -68,7 +82,9 @@ def test_verdict_cards_show_marks_and_colours():
 
 
 def test_ladder_details_draw_a_bar_chart():
-    ladder = claim("T6", "pass", True, kind="ordering", details={"estimates": {"T6-dla": 0.16, "T5": 0.76, "full": 0.9}})
+    ladder = claim(
+        "T6", "pass", True, kind="ordering", details={"estimates": {"T6-dla": 0.16, "T5": 0.76, "full": 0.9}}
+    )
     html = run_html(document([ladder]))
     assert 'aria-label="T6: rung estimates in the declared order"' in html
     assert html.count("<rect") >= 3 and ">T6-dla<" in html and ">0.76<" in html
@@ -79,7 +95,8 @@ def test_threshold_parsing_and_undefined_estimates():
     assert parse_threshold("about 3") is None and parse_threshold(None) is None
     assert "estimate undefined" in interval_bar(None, None, None, ">= 0.5", "#000")
     bar = interval_bar(0.25, 0.2, 0.3, "<= 0.5", "#000", width=216)
-    assert 'cx="61.7"' in bar  # the [0, 1] axis padded by 4% on each side, 200 px wide from x = 8: 8 + 0.29 / 1.08 * 200
+    # the [0, 1] axis padded by 4% on each side, 200 px wide from x = 8: 8 + 0.29 / 1.08 * 200
+    assert 'cx="61.7"' in bar
 
 
 def test_heatmap_draws_cells_above_the_floor_and_marks_roles():
@@ -105,7 +122,9 @@ def test_run_writes_a_self_contained_html_report_with_an_attention_heatmap(trigr
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)"
+)
 
 
 def check_html(html: Path, png: Path) -> subprocess.CompletedProcess[str]:
@@ -116,7 +135,9 @@ def check_html(html: Path, png: Path) -> subprocess.CompletedProcess[str]:
 @needs_chromium
 def test_chromium_renders_the_report_and_shows_the_verdicts(tmp_path):
     html = tmp_path / "mixed.html"
-    html.write_text(run_html(document([claim("P", "pass", True), claim("F", "fail", False), claim("I", "inconclusive", None)])))
+    html.write_text(
+        run_html(document([claim("P", "pass", True), claim("F", "fail", False), claim("I", "inconclusive", None)]))
+    )
     proc = check_html(html, tmp_path / "mixed.png")
     assert proc.returncode == 0, proc.stderr
     assert "verdict colours seen: fail, inconclusive, pass" in proc.stdout

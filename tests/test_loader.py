@@ -114,7 +114,9 @@ def test_any_text_gives_data_or_a_spec_error(text):
 )
 def test_any_unknown_claim_key_is_pinned(tmp_path_factory, key, value):
     path = tmp_path_factory.mktemp("p") / "h.yaml"
-    path.write_text(VALID_FILE.lstrip("\n").replace("    metric: accuracy\n", f"    metric: accuracy\n    {key}: {value}\n"))
+    path.write_text(
+        VALID_FILE.lstrip("\n").replace("    metric: accuracy\n", f"    metric: accuracy\n    {key}: {value}\n")
+    )
     (err,) = errors_of(path)
     assert str(err).startswith(f"{path}:19:5: claims.0.{key}: unknown key '{key}'")
 

@@ -9,7 +9,7 @@ from circuitcheck.claims.path_patching import PathPatchingClaim
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import CLEAN
 from circuitcheck.run.engine import EngineInputs, Replacements, clean_run, run_naive, run_variants
-from tests.test_claims import make_plan
+from circuitcheck.testing import make_plan
 
 
 def claim(**kw) -> PathPatchingClaim:
@@ -22,7 +22,9 @@ def engine_logits(model, spec) -> tuple[torch.Tensor, torch.Tensor]:
     """(clean tokens, the engine's logits for the claim's 'path' variant)."""
     plan = make_plan(model, [spec])
     variant = plan.claims[0].variants["path"]
-    capture = {e.site.hook for e in variant.edits} | {h for e in variant.edits for h in (e.path.resid, e.path.sender.hook)}
+    capture = {e.site.hook for e in variant.edits} | {
+        h for e in variant.edits for h in (e.path.resid, e.path.sender.hook)
+    }
     _, cache = clean_run(model, plan.batch.tokens, capture, 4096)
     repl = Replacements(cache, model, plan.masks)
     data = EngineInputs(plan.inputs, plan.masks)
@@ -52,7 +54,11 @@ def hand_path_patch(model, tokens, receiver_hook: str, receiver_head: int | None
     def record(act, hook):
         recorded["value"] = act.detach().clone()
 
-    hooks = [("blocks.0.attn.hook_z", sender)] + [(h, freeze) for h in frozen if h != receiver_hook] + [(receiver_hook, record)]
+    hooks = (
+        [("blocks.0.attn.hook_z", sender)]
+        + [(h, freeze) for h in frozen if h != receiver_hook]
+        + [(receiver_hook, record)]
+    )
     with torch.no_grad():
         model.run_with_hooks(tokens, fwd_hooks=hooks)
 

@@ -65,13 +65,18 @@ def test_rules_apply_to_heads_only(tiny_model):
 
 def ordering(ids, direction="increasing", margin=0.0):
     return OrderingClaim.model_validate(
-        dict(id="ladder", statement="s", kind="ordering", claims=ids, direction=direction, margin=margin, threshold={"at_least": 1.0})
+        dict(
+            id="ladder", statement="s", kind="ordering", claims=ids, direction=direction, margin=margin,
+            threshold={"at_least": 1.0},
+        )
     )
 
 
 def test_ordering_margin_demands_a_gap(tiny_model):
     rungs = [
-        replacement("everything-zeroed", [{"component": c, "with": "zero"} for c in ("attn0", "mlp0", "attn1", "mlp1")]),
+        replacement(
+            "everything-zeroed", [{"component": c, "with": "zero"} for c in ("attn0", "mlp0", "attn1", "mlp1")]
+        ),
         replacement("full", []),
     ]
     low, high = (r.measurement.estimate for r in run_file(make_plan(tiny_model, rungs)).claims)
@@ -84,15 +89,19 @@ def test_ordering_margin_demands_a_gap(tiny_model):
 
 def test_ordering_reads_the_other_claims_and_resamples_them_jointly(tiny_model):
     rungs = [
-        replacement("everything-zeroed", [{"component": c, "with": "zero"} for c in ("attn0", "mlp0", "attn1", "mlp1")]),
+        replacement(
+            "everything-zeroed", [{"component": c, "with": "zero"} for c in ("attn0", "mlp0", "attn1", "mlp1")]
+        ),
         replacement("full", []),
     ]
     up = run_file(make_plan(tiny_model, [*rungs, ordering(["everything-zeroed", "full"])]))
     down = run_file(make_plan(tiny_model, [*rungs, ordering(["everything-zeroed", "full"], "decreasing")]))
     low, high = (r.measurement.estimate for r in up.claims[:2])
-    assert (up.claims[2].measurement.estimate, down.claims[2].measurement.estimate) == ((1.0, 0.0) if high > low else (0.0, 1.0))
+    estimates = (up.claims[2].measurement.estimate, down.claims[2].measurement.estimate)
+    assert estimates == ((1.0, 0.0) if high > low else (0.0, 1.0))
     stats = up.claims[2].measurement.stats
-    assert stats is not None and set(stats.per_seq) == {"everything-zeroed/n", "everything-zeroed/replaced", "full/n", "full/replaced"}
+    assert stats is not None
+    assert set(stats.per_seq) == {"everything-zeroed/n", "everything-zeroed/replaced", "full/n", "full/replaced"}
     draws = stats.bootstrap(200, seed=0)
     assert set(draws.unique().tolist()) <= {0.0, 1.0}
 
@@ -131,7 +140,10 @@ def test_jacobian_of_the_mlp_matches_finite_differences(tiny_model):
     j, _ = fit_jacobian(lambda v: fn(v.float()).double(), x, "at_mean_input")
     eps = 1e-3
     with torch.no_grad():
-        columns = [(fn((x[0] + eps * e).float()) - fn((x[0] - eps * e).float())).double() / (2 * eps) for e in torch.eye(16, dtype=torch.float64)]
+        columns = [
+            (fn((x[0] + eps * e).float()) - fn((x[0] - eps * e).float())).double() / (2 * eps)
+            for e in torch.eye(16, dtype=torch.float64)
+        ]
     assert torch.allclose(j.double(), torch.stack(columns, 1), atol=2e-3)
 
 

@@ -70,7 +70,9 @@ def _ov(head: str, maps: dict, silent: list) -> float:
     from circuitcheck.zoo.load import load
 
     model = load("xor").model
-    spec = OVMappingClaim.model_validate(dict(id="o", statement="s", kind="ov_mapping", head=head, maps=maps, silent=silent, threshold={"at_least": 1.0}))
+    spec = OVMappingClaim.model_validate(
+        dict(id="o", statement="s", kind="ov_mapping", head=head, maps=maps, silent=silent, threshold={"at_least": 1.0})
+    )
     plan = spec.compile(CompileContext(model, batch(), {}, {}, ("claims", 0)))
     return plan.score(None).estimate  # type: ignore[arg-type]
 

@@ -33,7 +33,9 @@ def test_identical_sequences_have_no_spread():
 
 def test_bootstrap_is_seeded():
     gen = torch.Generator().manual_seed(0)
-    stats = SequenceStats({"s": torch.rand(50, generator=gen, dtype=torch.float64), "n": torch.ones(50, dtype=torch.float64)}, mean_stat)
+    stats = SequenceStats(
+        {"s": torch.rand(50, generator=gen, dtype=torch.float64), "n": torch.ones(50, dtype=torch.float64)}, mean_stat
+    )
     assert torch.equal(stats.bootstrap(100, seed=1), stats.bootstrap(100, seed=1))
     assert not torch.equal(stats.bootstrap(100, seed=1), stats.bootstrap(100, seed=2))
 

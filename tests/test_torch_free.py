@@ -18,8 +18,13 @@ HEAVY = ("torch", "transformer_lens")
 
 def _loaded_after(code: str) -> dict[str, object]:
     """Run ``code`` (which sets ``result``) in a new interpreter; report ``result`` and which of HEAVY it loaded."""
-    script = f"import json, sys\n{code}\nprint(json.dumps({{'result': result, 'loaded': [m for m in {HEAVY!r} if m in sys.modules]}}))"
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    script = (
+        f"import json, sys\n{code}\n"
+        f"print(json.dumps({{'result': result, 'loaded': [m for m in {HEAVY!r} if m in sys.modules]}}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
     return json.loads(done.stdout.splitlines()[-1])
 
 

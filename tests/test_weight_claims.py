@@ -9,8 +9,8 @@ from circuitcheck.claims.qk_positional_order import QKPositionalOrderClaim
 from circuitcheck.claims.qk_token_pairs import QKTokenPairsClaim
 from circuitcheck.claims.weight_common import qk_scores, token_inputs
 from circuitcheck.errors import PlanError
+from circuitcheck.testing import check_claim_kind, make_plan
 from tests.conftest import TINY_CONFIG
-from tests.test_claims import make_plan
 
 V = TINY_CONFIG["d_vocab"]
 
@@ -33,7 +33,16 @@ def test_qk_scores_reproduce_the_attention_pattern(tiny_model):
 
 def pairs_claim(pairs, top_k=1):
     return QKTokenPairsClaim.model_validate(
-        dict(id="t3", statement="s", kind="qk_token_pairs", layer=0, head=1, pairs=pairs, top_k=top_k, threshold={"at_least": 0.5})
+        dict(
+            id="t3",
+            statement="s",
+            kind="qk_token_pairs",
+            layer=0,
+            head=1,
+            pairs=pairs,
+            top_k=top_k,
+            threshold={"at_least": 0.5},
+        )
     )
 
 
@@ -60,7 +69,15 @@ def test_trigram_prefixes_need_a_trigram_card(tiny_model):
 
 def order_claim(direction):
     return QKPositionalOrderClaim.model_validate(
-        dict(id="t4", statement="s", kind="qk_positional_order", layer=1, head=0, direction=direction, threshold={"at_least": 0.9})
+        dict(
+            id="t4",
+            statement="s",
+            kind="qk_positional_order",
+            layer=1,
+            head=0,
+            direction=direction,
+            threshold={"at_least": 0.9},
+        )
     )
 
 
@@ -74,7 +91,15 @@ def test_positional_order_directions_are_complementary(tiny_model):
 
 def test_out_of_range_head_is_refused(tiny_model):
     claim = QKPositionalOrderClaim.model_validate(
-        dict(id="t4", statement="s", kind="qk_positional_order", layer=0, head=5, direction="increasing", threshold={"at_least": 0.9})
+        dict(
+            id="t4",
+            statement="s",
+            kind="qk_positional_order",
+            layer=0,
+            head=5,
+            direction="increasing",
+            threshold={"at_least": 0.9},
+        )
     )
     with pytest.raises(PlanError, match="head 5 is out of range"):
         make_plan(tiny_model, [claim])
@@ -84,7 +109,15 @@ def composition(writer, reader, mode):
     from circuitcheck.claims.composition import CompositionClaim
 
     return CompositionClaim.model_validate(
-        dict(id="f1", statement="s", kind="composition", writer=writer, reader=reader, mode=mode, threshold={"at_least": 0.1})
+        dict(
+            id="f1",
+            statement="s",
+            kind="composition",
+            writer=writer,
+            reader=reader,
+            mode=mode,
+            threshold={"at_least": 0.1},
+        )
     )
 
 
@@ -122,7 +155,10 @@ def test_copying_score_of_a_copying_circuit():
 def test_ov_copying_claim_reads_the_full_ov_circuit(tiny_model):
     from circuitcheck.claims.ov_copying import OVCopyingClaim, copying_score
 
-    claim = OVCopyingClaim.model_validate(dict(id="f3", statement="s", kind="ov_copying", head="1.2", threshold={"at_least": 0.0}))
-    with torch.no_grad():
-        full = tiny_model.W_E @ tiny_model.W_V[1, 2] @ tiny_model.W_O[1, 2] @ tiny_model.W_U
-    assert measure(tiny_model, claim).estimate == pytest.approx(copying_score(full)[0])
+    def by_hand(plan) -> float:
+        with torch.no_grad():
+            full = tiny_model.W_E @ tiny_model.W_V[1, 2] @ tiny_model.W_O[1, 2] @ tiny_model.W_U
+        return copying_score(full)[0]
+
+    m = check_claim_kind(OVCopyingClaim, "head: '1.2'", tiny_model, by_hand, atol=1e-12)
+    assert m.exact and m.stats is None

@@ -31,7 +31,8 @@ def test_card_accuracy_is_what_the_checkpoint_does(trigram):
     with torch.no_grad():
         measured = evaluate_trigram_completion(trigram.model, torch.tensor(card["task"]["trigrams"]), card["task"])
     assert measured["trigram_accuracy"] == pytest.approx(card["evaluation"]["trigram_accuracy"], abs=1e-4)
-    assert measured["trigram_accuracy"] >= 0.85  # a regression floor; the card and models/README.md give the real figure
+    # a regression floor; the card and models/README.md give the real figure
+    assert measured["trigram_accuracy"] >= 0.85
 
 
 def test_trigram_model_has_no_final_norm(trigram):
@@ -98,7 +99,9 @@ def copy_model(tmp_path, **config_changes):
 
 
 def test_config_mismatch_is_a_clear_error(tmp_path):
-    with pytest.raises(ModelLoadError, match=r"shape mismatch: .*blocks.0.mlp.in.weight: checkpoint \(20, 32\) vs config \(24, 32\)"):
+    with pytest.raises(
+        ModelLoadError, match=r"shape mismatch: .*blocks.0.mlp.in.weight: checkpoint \(20, 32\) vs config \(24, 32\)"
+    ):
         load(str(copy_model(tmp_path, d_mlp=24)))
 
 

@@ -22,6 +22,7 @@ from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
 from circuitcheck.plan.positions import ALL
 from circuitcheck.spec.base import Seed, Strict
 from circuitcheck.spec.components import ComponentRef
+from circuitcheck.spec.references import MetricName, Selection
 from circuitcheck.stats import SequenceStats, Totals, safe_ratio
 
 if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
@@ -40,15 +41,17 @@ class RandomBaseline(Strict):
 
 @claim_kind
 class AblationClaim(ClaimSpec):
+    """Ablating ``components`` hurts ``metric`` (necessity), or keeping only them keeps it (sufficiency)."""
+
     kind: Literal["ablation"] = "ablation"
     supports_floor: ClassVar[bool] = True
     mode: Literal["necessity", "sufficiency"]
     components: list[ComponentRef] = Field(description="embed, pos_embed, L.H, attnL, mlpL, or hook names")
     method: AblationMethod
     resample_seed: Seed | None = None
-    ablate_at: str = Field(default=ALL, description="Positions where the ablation applies")
-    positions: str = Field(description="Positions where the metric is measured")
-    metric: str
+    ablate_at: Selection = Field(default=ALL, description="Positions where the ablation applies")
+    positions: Selection = Field(description="Positions where the metric is measured")
+    metric: MetricName
     effect: Literal["absolute_drop", "relative_drop"] | None = Field(
         default=None, description="necessity only: how the drop is expressed"
     )
@@ -82,7 +85,11 @@ class AblationClaim(ClaimSpec):
 
         everything = resolve_components(ctx.model, model_components(ctx.model), ())
         if size == 0 or size >= len(everything):
-            raise PlanError(ctx.path + ("random_baseline",), f"random circuits of size {size} out of {len(everything)} components are not random", "drop random_baseline")
+            raise PlanError(
+                ctx.path + ("random_baseline",),
+                f"random circuits of size {size} out of {len(everything)} components are not random",
+                "drop random_baseline",
+            )
         gen = torch.Generator().manual_seed(self.random_baseline.seed)
         out = {}
         for i in range(self.random_baseline.n):
@@ -102,7 +109,9 @@ class AblationClaim(ClaimSpec):
         at_least_as_good = int((values >= observed).sum()) if observed == observed else len(values)
         return RandomCircuits(len(values), float(values.nanmean()), (1 + at_least_as_good) / (1 + len(values)))
 
-    def _per_example(self, out: ClaimOutputs, metric: Any, mask: torch.Tensor, means: dict, sign: float) -> torch.Tensor:
+    def _per_example(
+        self, out: ClaimOutputs, metric: Any, mask: torch.Tensor, means: dict, sign: float
+    ) -> torch.Tensor:
         """Each example's contribution on the estimate's scale (aggregate terms use the means)."""
         def scores(logits: torch.Tensor) -> torch.Tensor:
             return masked_scores(metric, logits, out.batch, mask, out.clean_logits).double()
@@ -149,7 +158,11 @@ class AblationClaim(ClaimSpec):
             means = {f"metric_{k}": t[k] / t["n"] for k in per_seq if k != "n"}
             estimate = stats.estimate()
             n_examples = int(t["n"])
-            details = means | {"n_examples": n_examples, "n_sequences": int((per_seq["n"] > 0).sum()), "method": self.method}
+            details = means | {
+                "n_examples": n_examples,
+                "n_sequences": int((per_seq["n"] > 0).sum()),
+                "method": self.method,
+            }
             full = means["metric_full"]
             random = None
             if randoms:
@@ -159,11 +172,13 @@ class AblationClaim(ClaimSpec):
                 details["drop"] = sign * (full - means["metric_ablated"])
                 found = (
                     f"{self.method}-ablating {', '.join(map(str, self.components))} moved {self.metric} "
-                    f"from {full:.4f} to {means['metric_ablated']:.4f} ({(self.effect or '').replace('_', ' ')} {estimate:.4f})"
+                    f"from {full:.4f} to {means['metric_ablated']:.4f} ({(self.effect or '').replace('_', ' ')} "
+                    f"{estimate:.4f})"
                 )
             else:
                 found = (
-                    f"keeping only {', '.join(map(str, self.components)) or 'nothing'} gave {self.metric} {means['metric_circuit']:.4f} "
+                    f"keeping only {', '.join(map(str, self.components)) or 'nothing'} gave {self.metric} "
+                    f"{means['metric_circuit']:.4f} "
                     f"(full {full:.4f}, all ablated {means['metric_empty']:.4f}): retains {estimate:.3f} of the effect"
                 )
                 if estimate != estimate:
@@ -178,4 +193,6 @@ class AblationClaim(ClaimSpec):
             rb = self.random_baseline
             lines += (f"baseline: {rb.n} random circuits of {len(sites)} component site(s), seed {rb.seed} "
                       f"({len(set(randoms.values()))} distinct)",)
-        return ClaimPlan(self.id, self.kind, variants, frozenset(), lines, score)
+        return ClaimPlan(
+            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score
+        )

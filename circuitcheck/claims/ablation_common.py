@@ -25,6 +25,10 @@ def ablation_edits(
         if ctx.batch.n_seqs < 2:
             raise PlanError(ctx.path + ("method",), "resample ablation needs at least 2 sequences")
     elif resample_seed is not None:
-        raise PlanError(ctx.path + ("resample_seed",), f"resample_seed only applies to method 'resample', not {method!r}", "remove resample_seed")
+        raise PlanError(
+            ctx.path + ("resample_seed",),
+            f"resample_seed only applies to method 'resample', not {method!r}",
+            "remove resample_seed",
+        )
     seed = resample_seed if method == "resample" else None
     return tuple(HookEdit(site, at, method, seed) for site in sites)

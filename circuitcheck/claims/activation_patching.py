@@ -16,6 +16,7 @@ from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, M
 from circuitcheck.plan.positions import ALL
 from circuitcheck.spec.base import Seed, Strict
 from circuitcheck.spec.components import ComponentRef
+from circuitcheck.spec.references import MetricName, Selection
 from circuitcheck.stats import SequenceStats, Totals, safe_ratio
 
 if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
@@ -26,7 +27,7 @@ class Corruption(Strict):
     """``resample_tokens``: each token at ``positions`` becomes a different uniform random token."""
 
     scheme: Literal["resample_tokens"]
-    positions: str
+    positions: Selection
     seed: Seed
 
 
@@ -46,13 +47,15 @@ def fraction_recovered(t: Totals) -> torch.Tensor:
 
 @claim_kind
 class ActivationPatchingClaim(ClaimSpec):
+    """Clean activations of ``patch``, patched into a corrupted run, restore ``metric``: the fraction recovered."""
+
     kind: Literal["activation_patching"] = "activation_patching"
     supports_floor: ClassVar[bool] = True
     corruption: Corruption
     patch: list[ComponentRef] = Field(min_length=1, description="Components whose clean activations are patched in")
-    patch_at: str = Field(default=ALL, description="Positions where clean activations are patched in")
-    positions: str = Field(description="Positions where the metric is measured")
-    metric: str
+    patch_at: Selection = Field(default=ALL, description="Positions where clean activations are patched in")
+    positions: Selection = Field(description="Positions where the metric is measured")
+    metric: MetricName
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         metric = ctx.metric(self.metric)
@@ -77,7 +80,8 @@ class ActivationPatchingClaim(ClaimSpec):
             t = {k: float(v) / float(per_seq["n"].sum()) for k, v in stats.totals().items()}
             estimate = stats.estimate()
             found = (
-                f"corrupting '{self.corruption.positions}' moved {self.metric} from {t['clean']:.4f} to {t['corrupted']:.4f}; "
+                f"corrupting '{self.corruption.positions}' moved {self.metric} from {t['clean']:.4f} to "
+                f"{t['corrupted']:.4f}; "
                 f"patching {', '.join(map(str, self.patch))} back gave {t['patched']:.4f}: {estimate:.3f} recovered"
             )
             if estimate != estimate:
@@ -97,4 +101,6 @@ class ActivationPatchingClaim(ClaimSpec):
             f"corruption: {self.corruption.scheme} at '{self.corruption.positions}' (seed {self.corruption.seed})",
             f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions) against clean next tokens",
         )
-        return ClaimPlan(self.id, self.kind, variants, frozenset(), lines, score)
+        return ClaimPlan(
+            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score
+        )

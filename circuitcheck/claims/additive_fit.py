@@ -47,7 +47,9 @@ def skip_trigram_features(tokens: torch.Tensor, mask: torch.Tensor, earlier: Ear
     return Features(row, cols, current, len(b_idx), len(unique))
 
 
-def ensemble_logits(feats: Features, pair: torch.Tensor, bigram: torch.Tensor, bias: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+def ensemble_logits(
+    feats: Features, pair: torch.Tensor, bigram: torch.Tensor, bias: torch.Tensor, rows: torch.Tensor | None = None
+) -> torch.Tensor:
     """Logits ``[n_rows, n_out]`` of the ensemble (only ``rows`` when given)."""
     out = (bias + bigram[feats.current]).index_add(0, feats.rows, pair[feats.cols])
     return out if rows is None else out[rows]
@@ -71,7 +73,13 @@ def fit_ensemble(feats: Features, target_logprobs: torch.Tensor, train: torch.Te
     pair = torch.zeros(feats.n_features, n_out, dtype=torch.float64, requires_grad=True)
     bigram = torch.zeros(vocab, n_out, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(n_out, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([pair, bigram, bias], max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [pair, bigram, bias],
+        max_iter=max_iter,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+        line_search_fn="strong_wolfe",
+    )
     calls = 0
 
     def objective() -> torch.Tensor:

@@ -16,6 +16,7 @@ from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
 from circuitcheck.spec.base import Strict
+from circuitcheck.spec.references import Selection
 from circuitcheck.stats import SequenceStats, Totals, safe_ratio
 
 if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
@@ -91,8 +92,10 @@ SET_STATISTICS: dict[str, Callable[[Totals], torch.Tensor]] = {
 
 @claim_kind
 class AssociationClaim(ClaimSpec):
+    """Two per-position predicates pick the same positions: their precision, recall or Jaccard index."""
+
     kind: Literal["association"] = "association"
-    positions: str = Field(description="Selection the two predicates are compared over")
+    positions: Selection = Field(description="Selection the two predicates are compared over")
     left: Predicate
     right: Predicate
     metric: Literal["jaccard", "precision", "recall"] = Field(
@@ -108,7 +111,9 @@ class AssociationClaim(ClaimSpec):
                 captures.add(pred.hook())
             if isinstance(pred, HasRole) and pred.role not in ctx.batch.role_names[1:]:
                 known = ", ".join(ctx.batch.role_names[1:])
-                raise PlanError(ctx.path + (side, "role"), f"this dataset annotates no role {pred.role!r}", f"use one of: {known}")
+                raise PlanError(
+                    ctx.path + (side, "role"), f"this dataset annotates no role {pred.role!r}", f"use one of: {known}"
+                )
         mask = ctx.scored(self.positions)
 
         def score(out: ClaimOutputs) -> Measurement:
@@ -138,5 +143,7 @@ class AssociationClaim(ClaimSpec):
             f"compare [{self.left.describe()}] with [{self.right.describe()}] over '{self.positions}' "
             f"({int(mask.sum())} positions); estimate = {self.metric}",
         )
-        return ClaimPlan(self.id, self.kind, {}, frozenset(captures), lines, score)
+        return ClaimPlan(
+            claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(captures), describe=lines, score=score
+        )
 

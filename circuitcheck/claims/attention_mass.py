@@ -19,6 +19,7 @@ from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
 from circuitcheck.spec.components import HeadRef
+from circuitcheck.spec.references import Selection
 from circuitcheck.stats import SequenceStats, Totals, per_sequence, safe_ratio
 
 if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
@@ -34,10 +35,12 @@ def key_mass(pattern: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
 
 @claim_kind
 class AttentionMassClaim(ClaimSpec):
+    """A head's attention from ``queries`` goes to ``keys``: the mean attention mass (or its margin over roles)."""
+
     kind: Literal["attention_mass"] = "attention_mass"
     head: HeadRef = Field(description="'L.H'")
-    queries: str = Field(description="Selection of query positions")
-    keys: str = Field(description="Selection of key positions (in the same sequence)")
+    queries: Selection = Field(description="Selection of query positions")
+    keys: Selection = Field(description="Selection of key positions (in the same sequence)")
     more_than_roles: list[str] | None = Field(
         default=None, min_length=1, description="Estimate the margin over the largest mass on any of these roles"
     )
@@ -53,7 +56,11 @@ class AttentionMassClaim(ClaimSpec):
         rivals = self.more_than_roles or []
         for i, role in enumerate(rivals):
             if role not in batch.role_names[1:]:
-                raise PlanError(ctx.path + ("more_than_roles", i), f"this dataset annotates no role {role!r}", f"use one of: {', '.join(batch.role_names[1:])}")
+                raise PlanError(
+                    ctx.path + ("more_than_roles", i),
+                    f"this dataset annotates no role {role!r}",
+                    f"use one of: {', '.join(batch.role_names[1:])}",
+                )
 
         def score(out: ClaimOutputs) -> Measurement:
             pattern = out.captured[hook][:, head]
@@ -69,17 +76,27 @@ class AttentionMassClaim(ClaimSpec):
             }
             estimate = stats.estimate()
             share = float(mass[queries].mean())
-            found = f"head {self.head} puts {share:.3f} of its attention from '{self.queries}' on '{self.keys}' (mean over {int(queries.sum())} query positions)"
+            found = (
+                f"head {self.head} puts {share:.3f} of its attention from '{self.queries}' on '{self.keys}' (mean over "
+                f"{int(queries.sum())} query positions)"
+            )
             if rivals:
                 found += f"; {estimate:+.3f} more than on the most attended of roles {', '.join(rivals)}"
-            details = {"mass_on_keys": share, "n_queries": int(queries.sum()), "n_sequences": int(queries.any(1).sum())} | by_role
+            details = {
+                "mass_on_keys": share,
+                "n_queries": int(queries.sum()),
+                "n_sequences": int(queries.any(1).sum()),
+            } | by_role
             return Measurement(estimate, found, details, stats, None if rivals else mass[queries].float())
 
         lines = (
             f"clean run; capture {hook}",
-            f"mean attention mass of head {self.head} from '{self.queries}' ({int(queries.sum())} positions) to '{self.keys}'",
+            f"mean attention mass of head {self.head} from '{self.queries}' ({int(queries.sum())} positions) to "
+            f"'{self.keys}'",
         )
-        return ClaimPlan(self.id, self.kind, {}, frozenset({hook}), lines, score)
+        return ClaimPlan(
+            claim_id=self.id, kind=self.kind, variants={}, captures=frozenset({hook}), describe=lines, score=score
+        )
 
 
 def _margin(t: Totals, rivals: list[str]) -> torch.Tensor:

@@ -11,19 +11,32 @@ validate`` imports every claim module (tests/test_torch_free.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import inspect
+import re
+import typing
+from typing import TYPE_CHECKING, Any, Literal
 
 from circuitcheck.data.batch import TokenBatch
 from circuitcheck.metrics import Metric
 from circuitcheck.plan.context import CompileContext
 from circuitcheck.plan.interventions import ClaimPlan
+from circuitcheck.spec.base import Threshold
 from circuitcheck.spec.kinds import ClaimFields, claim_kinds
 from circuitcheck.stats import per_sequence
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ClaimSpec", "CompileContext", "claim_kind", "claim_kinds", "masked_scores", "sequence_sums"]
+__all__ = [
+    "ClaimKindError",
+    "ClaimSpec",
+    "CompileContext",
+    "claim_kind",
+    "claim_kinds",
+    "contract_problems",
+    "masked_scores",
+    "sequence_sums",
+]
 
 
 class ClaimSpec(ClaimFields):
@@ -33,8 +46,111 @@ class ClaimSpec(ClaimFields):
         raise NotImplementedError
 
 
+class ClaimKindError(TypeError):
+    """A class given to :func:`claim_kind` breaks the claim contract; the message names each rule and its fix."""
+
+
+NOT_A_CLAIM_SPEC = (
+    "@claim_kind registers subclasses of circuitcheck.claims.base.ClaimSpec, and this is not one",
+    "declare it as `class {name}(ClaimSpec):` (from circuitcheck.claims.base import ClaimSpec)",
+)
+NO_KIND_TAG = (
+    "its 'kind' field is {annotation}, not a tag of one value: files select the kind by it",
+    'declare `kind: Literal["{suggest}"] = "{suggest}"`',
+)
+KIND_DEFAULT = (
+    "its 'kind' is Literal[{value!r}] but defaults to {default!r}: the default is the name it registers under",
+    'give the tag as its own default: `kind: Literal["{value}"] = "{value}"`',
+)
+NO_COMPILE = (
+    "it does not define compile(self, ctx); ClaimSpec.compile only raises NotImplementedError",
+    "add `def compile(self, ctx: CompileContext) -> ClaimPlan:` returning "
+    "ClaimPlan(claim_id=self.id, kind=self.kind, ...)",
+)
+COMPILE_NOT_A_METHOD = (
+    "its compile is {what}, not a plain method: the planner calls claim.compile(ctx) and uses the plan it returns",
+    "define it as `def compile(self, ctx: CompileContext) -> ClaimPlan:`",
+)
+COMPILE_SIGNATURE = (
+    "compile{signature} cannot be called as compile(ctx): the planner passes one CompileContext",
+    "define it as `def compile(self, ctx: CompileContext) -> ClaimPlan:`",
+)
+NO_THRESHOLD = (
+    "its 'threshold' field is {annotation}, not a required Threshold: every claim is judged against one",
+    "remove the override; ClaimFields declares `threshold: Threshold` ({{at_least: x}} or {{at_most: x}} in a file)",
+)
+NO_DOCSTRING = (
+    "it has no docstring: the docstring is the kind's description in `circuitcheck schema` and in editors",
+    'add one under the class line saying what the claim asserts and what its estimate is, e.g. """{example}"""',
+)
+
+
+def _shown(annotation: object) -> str:
+    if annotation is type(None):
+        return "None"
+    return annotation.__name__ if isinstance(annotation, type) else repr(annotation)
+
+
+def _snake(name: str) -> str:
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.removesuffix("Claim") or name)
+    return words.lower()
+
+
+def contract_problems(cls: object) -> list[tuple[str, str]]:
+    """Each ``(rule broken, fix)`` of ``cls`` against the claim contract; empty when it may register."""
+    if not (isinstance(cls, type) and issubclass(cls, ClaimSpec)):
+        name = getattr(cls, "__name__", "MyClaim")
+        return [(NOT_A_CLAIM_SPEC[0], NOT_A_CLAIM_SPEC[1].format(name=name))]
+    problems = []
+    kind = cls.model_fields["kind"]
+    values = typing.get_args(kind.annotation) if typing.get_origin(kind.annotation) is Literal else ()
+    if len(values) != 1 or not isinstance(values[0], str):
+        rule, fix = NO_KIND_TAG
+        problems.append((rule.format(annotation=_shown(kind.annotation)), fix.format(suggest=_snake(cls.__name__))))
+    elif kind.default != values[0]:
+        rule, fix = KIND_DEFAULT
+        problems.append((rule.format(value=values[0], default=kind.default), fix.format(value=values[0])))
+    problems += _compile_problems(cls)
+    threshold = cls.model_fields.get("threshold")
+    if threshold is None or threshold.annotation is not Threshold or not threshold.is_required():
+        shown = "missing" if threshold is None else _shown(threshold.annotation)
+        problems.append((NO_THRESHOLD[0].format(annotation=shown), NO_THRESHOLD[1].format()))
+    if not (cls.__dict__.get("__doc__") or "").strip():
+        example = "Ablating `components` hurts `metric`: estimate = the drop."
+        problems.append((NO_DOCSTRING[0], NO_DOCSTRING[1].format(example=example)))
+    return problems
+
+
+def _compile_problems(cls: type[ClaimSpec]) -> list[tuple[str, str]]:
+    compile_ = inspect.getattr_static(cls, "compile")
+    if compile_ is ClaimSpec.__dict__["compile"]:
+        return [NO_COMPILE]
+    if isinstance(compile_, (staticmethod, classmethod)) or not inspect.isfunction(compile_):
+        what = type(compile_).__name__
+        return [(COMPILE_NOT_A_METHOD[0].format(what=f"a {what}"), COMPILE_NOT_A_METHOD[1])]
+    if inspect.iscoroutinefunction(compile_):
+        return [(COMPILE_NOT_A_METHOD[0].format(what="a coroutine function"), COMPILE_NOT_A_METHOD[1])]
+    signature = inspect.signature(compile_)
+    try:
+        signature.bind("self", "ctx")
+    except TypeError:
+        return [(COMPILE_SIGNATURE[0].format(signature=signature), COMPILE_SIGNATURE[1])]
+    return []
+
+
 def claim_kind(cls: type[ClaimSpec]) -> type[ClaimSpec]:
-    """Register a claim spec class under the default of its ``kind`` field."""
+    """Register a claim spec class under its ``kind`` tag, once it is checked against the claim contract.
+
+    The contract: a subclass of :class:`ClaimSpec` with a docstring, a ``kind: Literal["name"] = "name"``
+    tag, a ``compile(self, ctx)`` method, and the required ``threshold`` it inherits. A class that breaks
+    it is refused with :class:`ClaimKindError`, naming the class, each rule broken and its fix.
+    """
+    problems = contract_problems(cls)
+    if problems:
+        where = f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls)!s}"
+        lines = [f"cannot register claim kind {where}:"]
+        lines += [f"  {rule}\n    fix: {fix}" for rule, fix in problems]
+        raise ClaimKindError("\n".join(lines))
     name = cls.model_fields["kind"].default
     cls.kind_name = name
     claim_kinds.register(name)(cls)
@@ -46,6 +162,8 @@ def sequence_sums(metric: Metric, logits: torch.Tensor, out: Any, mask: torch.Te
     return per_sequence(masked_scores(metric, logits, out.batch, mask, out.clean_logits), mask)
 
 
-def masked_scores(metric: Metric, logits: torch.Tensor, batch: TokenBatch, mask: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+def masked_scores(
+    metric: Metric, logits: torch.Tensor, batch: TokenBatch, mask: torch.Tensor, clean: torch.Tensor
+) -> torch.Tensor:
     """Per-example scores of ``metric`` at ``mask``'s positions (flattened)."""
     return metric(logits[mask], batch.next_token[mask], clean[mask])

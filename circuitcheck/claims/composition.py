@@ -39,6 +39,8 @@ def random_level(d_model: int, d_head: int, seed: int = 0, draws: int = 20) -> f
 
 @claim_kind
 class CompositionClaim(ClaimSpec):
+    """A later head reads what an earlier one writes: the Q-, K- or V-composition score, from the weights."""
+
     kind: Literal["composition"] = "composition"
     writer: HeadRef = Field(description="The earlier head, 'L.H'")
     reader: HeadRef = Field(description="The later head, 'L.H'")
@@ -47,15 +49,25 @@ class CompositionClaim(ClaimSpec):
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         (wl, wh), (rl, rh) = ctx.head_ref(self.writer, "writer"), ctx.head_ref(self.reader, "reader")
         if rl <= wl:
-            raise PlanError(ctx.path + ("reader",), f"the reader {self.reader} must sit in a later layer than the writer {self.writer}")
+            raise PlanError(
+                ctx.path + ("reader",),
+                f"the reader {self.reader} must sit in a later layer than the writer {self.writer}",
+            )
         model = ctx.model
 
         def measure() -> Measurement:
             left = ov_matrix(model, wl, wh)
-            right = {"q": qk_matrix(model, rl, rh), "k": qk_matrix(model, rl, rh).T, "v": ov_matrix(model, rl, rh)}[self.mode]
+            right = {"q": qk_matrix(model, rl, rh), "k": qk_matrix(model, rl, rh).T, "v": ov_matrix(model, rl, rh)}[
+                self.mode
+            ]
             score = composition_score(left, right)
             chance = random_level(int(model.cfg.d_model), int(model.cfg.d_head))
-            found = f"{self.mode.upper()}-composition of {self.reader} on {self.writer}: {score:.4f} (random matrices: {chance:.4f})"
-            return Measurement(score, found, {"random_level": chance})
+            found = (
+                f"{self.mode.upper()}-composition of {self.reader} on {self.writer}: {score:.4f} (random matrices: "
+                f"{chance:.4f})"
+            )
+            return Measurement(score, found, {"random_level": chance}, exact=True)
 
-        return weight_plan(self.id, self.kind, (f"{self.mode.upper()}-composition: {self.writer} -> {self.reader}",), measure)
+        return weight_plan(
+            self.id, self.kind, (f"{self.mode.upper()}-composition: {self.writer} -> {self.reader}",), measure
+        )

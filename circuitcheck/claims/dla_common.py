@@ -55,7 +55,9 @@ def component_outputs(model: Any, cache: dict[str, torch.Tensor]) -> dict[str, t
     return outs
 
 
-def decompose(model: Any, cache: dict[str, torch.Tensor], clean_logits: torch.Tensor, center: bool = False) -> dict[str, torch.Tensor]:
+def decompose(
+    model: Any, cache: dict[str, torch.Tensor], clean_logits: torch.Tensor, center: bool = False
+) -> dict[str, torch.Tensor]:
     """Per-component logit contributions ``[batch, seq, d_vocab_out]``; they sum to ``clean_logits``.
 
     ``center`` subtracts each component's mean output over the dataset (per position)
@@ -70,7 +72,8 @@ def decompose(model: Any, cache: dict[str, torch.Tensor], clean_logits: torch.Te
         error = float((torch.stack(list(terms.values())).sum(0) - clean_logits).abs().max())
         if error > RECONSTRUCTION_ATOL * max(1.0, float(clean_logits.abs().max())):
             raise SelfCheckError(
-                f"direct logit attribution does not add up: the components' terms miss the clean logits by {error:.2e}; "
+                "direct logit attribution does not add up: the components' terms miss the clean logits by "
+                f"{error:.2e}; "
                 "this model has a component the decomposition does not know"
             )
         if not center:
@@ -79,7 +82,9 @@ def decompose(model: Any, cache: dict[str, torch.Tensor], clean_logits: torch.Te
         return _through_unembed(model, cache, centered, constants=False)
 
 
-def _through_unembed(model: Any, cache: dict[str, torch.Tensor], outs: dict[str, torch.Tensor], constants: bool = True) -> dict[str, torch.Tensor]:
+def _through_unembed(
+    model: Any, cache: dict[str, torch.Tensor], outs: dict[str, torch.Tensor], constants: bool = True
+) -> dict[str, torch.Tensor]:
     if SCALE_HOOK in cache:
         scale = cache[SCALE_HOOK]
         terms = {k: ((v - v.mean(-1, keepdim=True)) / scale) * model.ln_final.w @ model.W_U for k, v in outs.items()}

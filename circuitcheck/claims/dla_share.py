@@ -21,15 +21,22 @@ from circuitcheck.errors import PlanError
 from circuitcheck.plan.components import model_components, resolve_component
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
 from circuitcheck.spec.components import ComponentRef
+from circuitcheck.spec.references import Selection
 from circuitcheck.stats import SequenceStats, per_sequence, safe_ratio
 
 
 @claim_kind
 class DLAShareClaim(ClaimSpec):
+    """Named components carry the direct logit attribution to the correct label: their share of it."""
+
     kind: Literal["dla_share"] = "dla_share"
-    components: list[ComponentRef] = Field(min_length=1, description="Components whose share is claimed: embed, pos_embed, L.H, mlpL")
-    positions: str
-    centering: Literal["batch_mean", "none"] = Field(description="batch_mean: subtract each component's mean output first (seed 001)")
+    components: list[ComponentRef] = Field(
+        min_length=1, description="Components whose share is claimed: embed, pos_embed, L.H, mlpL"
+    )
+    positions: Selection
+    centering: Literal["batch_mean", "none"] = Field(
+        description="batch_mean: subtract each component's mean output first (seed 001)"
+    )
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         model = ctx.model
@@ -37,7 +44,11 @@ class DLAShareClaim(ClaimSpec):
         for i, component in enumerate(self.components):
             resolve_component(model, component, ctx.path + ("components", i))  # range and kind errors, with fixes
             if component not in known:
-                raise PlanError(ctx.path + ("components", i), f"{str(component)!r} is not a single component", f"list components one by one: {', '.join(map(str, known))}")
+                raise PlanError(
+                    ctx.path + ("components", i),
+                    f"{str(component)!r} is not a single component",
+                    f"list components one by one: {', '.join(map(str, known))}",
+                )
         mask = ctx.scored(self.positions)
         center = self.centering == "batch_mean"
         named = list(dict.fromkeys(map(str, self.components)))
@@ -63,7 +74,12 @@ class DLAShareClaim(ClaimSpec):
             return Measurement(estimate, found, {"mean_dla": means} | shares | {"n_positions": int(mask.sum())}, stats)
 
         lines = (
-            f"clean run; decompose the logits into {len(known)} components + biases through the final norm (scale from the clean run)",
-            f"share of [{', '.join(named)}] in the correct label's logit at '{self.positions}' ({int(mask.sum())} positions), centering {self.centering}",
+            f"clean run; decompose the logits into {len(known)} components + biases through the final norm (scale from "
+            "the clean run)",
+            f"share of [{', '.join(named)}] in the correct label's logit at '{self.positions}' ({int(mask.sum())} "
+            f"positions), centering {self.centering}",
         )
-        return ClaimPlan(self.id, self.kind, {}, frozenset(dla_captures(model)), lines, score)
+        return ClaimPlan(
+            claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(dla_captures(model)),
+            describe=lines, score=score,
+        )

@@ -13,6 +13,7 @@ from pydantic import Field
 from circuitcheck.claims.activation_patching import Corruption, corrupt_tokens
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, Variant
+from circuitcheck.spec.references import MetricName, Selection
 from circuitcheck.stats import SequenceStats, Totals, per_sequence
 
 if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
@@ -25,11 +26,13 @@ def _mean(t: Totals) -> torch.Tensor:
 
 @claim_kind
 class IndependenceClaim(ClaimSpec):
+    """Resampling the tokens at some positions leaves the prediction at ``positions`` unchanged: ``metric``."""
+
     kind: Literal["independence"] = "independence"
     supports_floor: ClassVar[bool] = True
     resample: Corruption = Field(description="Which tokens are replaced by random other tokens")
-    positions: str = Field(description="Where the prediction should not change")
-    metric: str = Field(description="Compared with the clean run, e.g. top1_agreement or kl")
+    positions: Selection = Field(description="Where the prediction should not change")
+    metric: MetricName = Field(description="Compared with the clean run, e.g. top1_agreement or kl")
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         metric = ctx.metric(self.metric)
@@ -45,7 +48,8 @@ class IndependenceClaim(ClaimSpec):
             estimate = stats.estimate()
             found = (
                 f"resampling the tokens at '{self.resample.positions}' (seed {self.resample.seed}) gave "
-                f"{self.metric} {estimate:.4f} against the clean run at '{self.positions}' ({int(mask.sum())} positions)"
+                f"{self.metric} {estimate:.4f} against the clean run at '{self.positions}' ({int(mask.sum())} "
+                "positions)"
             )
             details = {"n_examples": int(mask.sum()), "n_sequences": int(mask.any(1).sum())}
             return Measurement(estimate, found, details, stats, scores.double(), n_examples=int(mask.sum()))
@@ -55,4 +59,6 @@ class IndependenceClaim(ClaimSpec):
             f"resample tokens at '{self.resample.positions}' (seed {self.resample.seed}); score {self.metric} "
             f"against the clean run at '{self.positions}' ({int(mask.sum())} positions)",
         )
-        return ClaimPlan(self.id, self.kind, variants, frozenset(), lines, score)
+        return ClaimPlan(
+            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score
+        )

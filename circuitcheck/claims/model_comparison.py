@@ -13,6 +13,7 @@ from pydantic import Field
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, sequence_sums
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
+from circuitcheck.spec.references import MetricName, Selection
 from circuitcheck.stats import SequenceStats, Totals
 
 if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
@@ -25,10 +26,12 @@ def difference(t: Totals) -> torch.Tensor:
 
 @claim_kind
 class ModelComparisonClaim(ClaimSpec):
+    """The same metric on this model and ``other_model``, on the same data: the paired difference."""
+
     kind: Literal["model_comparison"] = "model_comparison"
     other_model: str = Field(description="Zoo name or model directory of the model compared with")
-    positions: str
-    metric: str
+    positions: Selection
+    metric: MetricName
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         metric = ctx.metric(self.metric)
@@ -55,11 +58,17 @@ class ModelComparisonClaim(ClaimSpec):
             stats = SequenceStats(per_seq, difference)
             n = float(per_seq["n"].sum())
             this, that = float(per_seq["this"].sum()) / n, float(per_seq["other"].sum()) / n
-            found = f"{self.metric} is {this:.4f} on this model and {that:.4f} on {other.name!r}: difference {this - that:+.4f}"
+            found = (
+                f"{self.metric} is {this:.4f} on this model and {that:.4f} on {other.name!r}: difference "
+                f"{this - that:+.4f}"
+            )
             details = {"metric_this": this, "metric_other": that, "other_model": other.name,
                        "other_checkpoint_sha256": other.checkpoint_sha256, "n_examples": int(n)}
             return Measurement(stats.estimate(), found, details, stats, n_examples=int(n))
 
         lines = (f"other: {other.name} ({other.checkpoint}), run clean on the same inputs",
                  f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions); estimate = this - other")
-        return ClaimPlan(self.id, self.kind, {}, frozenset(), lines, score, {"other": other.model})
+        return ClaimPlan(
+            claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(), describe=lines, score=score,
+            other_models={"other": other.model},
+        )

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.plan.interventions import ClaimPlan, Measurement
+from circuitcheck.spec.references import ClaimRef
 from circuitcheck.stats import SequenceStats, Totals
 
 if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
@@ -21,10 +22,14 @@ if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads
 
 @claim_kind
 class OrderingClaim(ClaimSpec):
+    """Other claims' estimates follow a declared order: the fraction of adjacent steps in that order."""
+
     kind: Literal["ordering"] = "ordering"
-    claims: list[str] = Field(min_length=2, description="Claim ids, in the declared order")
+    claims: list[ClaimRef] = Field(min_length=2, description="Claim ids, in the declared order")
     direction: Literal["increasing", "decreasing"]
-    margin: float = Field(default=0.0, ge=0.0, description="A step counts as in order only when it exceeds this ('far less')")
+    margin: float = Field(
+        default=0.0, ge=0.0, description="A step counts as in order only when it exceeds this ('far less')"
+    )
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         sign = 1.0 if self.direction == "increasing" else -1.0
@@ -32,7 +37,7 @@ class OrderingClaim(ClaimSpec):
         def derive(found: dict[str, Measurement]) -> Measurement:
             estimates = [found[c].estimate for c in self.claims]
             parts = {c: found[c].stats for c in self.claims}
-            stats = None
+            stats = None  # a rung read from the weights has no bootstrap: the ladder is then judged as exact
             if all(p is not None for p in parts.values()):
                 stats = _joint(parts, sign, self.margin)  # type: ignore[arg-type]
             in_order = sum(sign * (b - a) > self.margin for a, b in zip(estimates, estimates[1:], strict=False))
@@ -41,10 +46,17 @@ class OrderingClaim(ClaimSpec):
             ladder = arrow.join(f"{c} {e:.4g}" for c, e in zip(self.claims, estimates, strict=True))
             by = f" (by more than {self.margin:g})" if self.margin else ""
             found_text = f"{ladder}: {in_order} of {len(estimates) - 1} adjacent steps in the declared order{by}"
-            return Measurement(rate, found_text, {"estimates": dict(zip(self.claims, estimates, strict=True))}, stats)
+            details = {"estimates": dict(zip(self.claims, estimates, strict=True))}
+            return Measurement(rate, found_text, details, stats, exact=stats is None)
 
-        lines = (f"order of the estimates of {', '.join(self.claims)}: {self.direction} by more than {self.margin:g}; uses their runs, adds none",)
-        return ClaimPlan(self.id, self.kind, {}, frozenset(), lines, _unused, depends_on=tuple(self.claims), derive=derive)
+        lines = (
+            f"order of the estimates of {', '.join(self.claims)}: {self.direction} by more than {self.margin:g}; uses "
+            "their runs, adds none",
+        )
+        return ClaimPlan(
+            claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(), describe=lines, score=_unused,
+            depends_on=tuple(self.claims), derive=derive,
+        )
 
 
 def _joint(parts: dict[str, SequenceStats], sign: float, margin: float) -> SequenceStats:

@@ -30,6 +30,8 @@ def copying_score(full_ov: torch.Tensor) -> tuple[float, float]:
 
 @claim_kind
 class OVCopyingClaim(ClaimSpec):
+    """A head's full OV circuit copies tokens: sum(Re λ) / sum(|λ|) of its eigenvalues, from the weights."""
+
     kind: Literal["ov_copying"] = "ov_copying"
     head: HeadRef = Field(description="'L.H'")
 
@@ -39,7 +41,10 @@ class OVCopyingClaim(ClaimSpec):
 
         def measure() -> Measurement:
             score, positive = copying_score(model.W_E @ ov_matrix(model, layer, head) @ model.W_U)
-            found = f"head {self.head}'s full OV circuit has copying score {score:.4f}; {positive:.1%} of its eigenvalues have a positive real part"
-            return Measurement(score, found, {"positive_fraction": positive})
+            found = (
+                f"head {self.head}'s full OV circuit has copying score {score:.4f}; {positive:.1%} of its eigenvalues "
+                "have a positive real part"
+            )
+            return Measurement(score, found, {"positive_fraction": positive}, exact=True)
 
         return weight_plan(self.id, self.kind, (f"eigenvalues of W_E W_OV({self.head}) W_U",), measure)

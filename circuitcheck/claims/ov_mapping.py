@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads
 
 @claim_kind
 class OVMappingClaim(ClaimSpec):
+    """A head's full OV circuit maps source tokens to declared outputs: the fraction that hold, from the weights."""
+
     kind: Literal["ov_mapping"] = "ov_mapping"
     head: HeadRef = Field(description="'L.H'")
     maps: dict[str, str] = Field(min_length=1, description="source token -> the output token its row should favour")
@@ -35,7 +37,9 @@ class OVMappingClaim(ClaimSpec):
         try:
             return ctx.batch.token_id(int(token) if token.isdigit() else token)
         except KeyError as err:
-            raise PlanError(ctx.path + (field, token), str(err.args[0]), "name a token of the dataset's vocabulary, or give its id") from None
+            raise PlanError(
+                ctx.path + (field, token), str(err.args[0]), "name a token of the dataset's vocabulary, or give its id"
+            ) from None
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         layer, head = ctx.head_ref(self.head, "head")
@@ -48,13 +52,18 @@ class OVMappingClaim(ClaimSpec):
             top = table.argmax(-1)
             held = {name: bool(top[src] == dst) for name, src, dst in maps}
             scale = float(table.abs().max())
-            quiet = {f"{s} silent": bool(table[i].abs().max() < self.silent_below * scale) for s, i in zip(self.silent, silent, strict=True)}
+            quiet = {
+                f"{s} silent": bool(table[i].abs().max() < self.silent_below * scale)
+                for s, i in zip(self.silent, silent, strict=True)
+            }
             checks = held | quiet
             estimate = sum(checks.values()) / len(checks)
             failed = [k for k, ok in checks.items() if not ok]
-            found = f"{sum(checks.values())} of {len(checks)} OV behaviours of head {self.head} hold" + (f"; not: {', '.join(failed)}" if failed else "")
+            found = f"{sum(checks.values())} of {len(checks)} OV behaviours of head {self.head} hold" + (
+                f"; not: {', '.join(failed)}" if failed else ""
+            )
             margins = {f"margin_{name}": _margin(table[src], dst) for name, src, dst in maps}
-            return Measurement(estimate, found, {"checks": checks, "largest_abs_logit": scale} | margins)
+            return Measurement(estimate, found, {"checks": checks, "largest_abs_logit": scale} | margins, exact=True)
 
         lines = (f"full OV circuit of head {self.head}: {len(maps)} mappings, {len(silent)} silent tokens",)
         return weight_plan(self.id, self.kind, lines, measure)

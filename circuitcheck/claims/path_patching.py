@@ -23,6 +23,7 @@ from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, M
 from circuitcheck.plan.positions import ALL
 from circuitcheck.spec.base import Seed
 from circuitcheck.spec.components import HeadInput, HeadRef, Logits, Mlp, Receiver, ReceiverRef
+from circuitcheck.spec.references import MetricName, Selection
 from circuitcheck.stats import SequenceStats, Totals, safe_ratio
 
 if TYPE_CHECKING:  # tensors appear in annotations only: `validate` loads this module without torch
@@ -31,14 +32,16 @@ if TYPE_CHECKING:  # tensors appear in annotations only: `validate` loads this m
 
 @claim_kind
 class PathPatchingClaim(ClaimSpec):
+    """A sender head's effect reaches ``metric`` through the declared receivers only: the drop along them."""
+
     kind: Literal["path_patching"] = "path_patching"
     sender: HeadRef = Field(description="'L.H': the head whose output is changed")
     receivers: list[ReceiverRef] = Field(min_length=1, description="'L.H.q' / 'L.H.k' / 'L.H.v', 'mlpL', or 'logits'")
     method: AblationMethod
     resample_seed: Seed | None = None
-    sender_at: str = Field(default=ALL, description="Positions where the sender's output changes")
-    positions: str = Field(description="Positions where the metric is measured")
-    metric: str
+    sender_at: Selection = Field(default=ALL, description="Positions where the sender's output changes")
+    positions: Selection = Field(description="Positions where the metric is measured")
+    metric: MetricName
     effect: Literal["absolute_drop", "relative_drop", "fraction_of_total"]
 
     def _receiver(self, ctx: CompileContext, receiver: Receiver, i: int, sender_layer: int) -> tuple[HookSite, str]:
@@ -52,14 +55,26 @@ class PathPatchingClaim(ClaimSpec):
             layer, head = receiver.head.layer, receiver.head.head
             ctx.head(layer, head, at)
             if layer <= sender_layer:
-                raise PlanError(ctx.path + at, f"head {layer}.{head} does not read layer {sender_layer}'s output", "receivers must be in later layers than the sender")
+                raise PlanError(
+                    ctx.path + at,
+                    f"head {layer}.{head} does not read layer {sender_layer}'s output",
+                    "receivers must be in later layers than the sender",
+                )
             return HookSite(f"blocks.{layer}.attn.hook_{receiver.input}", head), f"blocks.{layer}.hook_resid_pre"
         if isinstance(receiver, Mlp) and not cfg.attn_only:
             layer = receiver.layer
             if not sender_layer <= layer < cfg.n_layers:
-                raise PlanError(ctx.path + at, f"mlp{layer} does not read layer {sender_layer}'s attention output", f"use an MLP in layers {sender_layer}..{cfg.n_layers - 1}")
+                raise PlanError(
+                    ctx.path + at,
+                    f"mlp{layer} does not read layer {sender_layer}'s attention output",
+                    f"use an MLP in layers {sender_layer}..{cfg.n_layers - 1}",
+                )
             return HookSite(f"blocks.{layer}.hook_mlp_out"), f"blocks.{layer}.hook_resid_mid"
-        raise PlanError(ctx.path + at, f"unknown receiver {str(receiver)!r}", "use 'L.H.q', 'L.H.k', 'L.H.v', 'logits'" + ("" if cfg.attn_only else " or 'mlpL'"))
+        raise PlanError(
+            ctx.path + at,
+            f"unknown receiver {str(receiver)!r}",
+            "use 'L.H.q', 'L.H.k', 'L.H.v', 'logits'" + ("" if cfg.attn_only else " or 'mlpL'"),
+        )
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         metric = ctx.metric(self.metric)
@@ -97,15 +112,21 @@ class PathPatchingClaim(ClaimSpec):
             means = {f"metric_{k}": t[k] / t["n"] for k in per_seq if k != "n"}
             estimate = stats.estimate()
             found = (
-                f"{self.method}-ablating head {self.sender}'s output only along the path(s) to {', '.join(map(str, self.receivers))} "
+                f"{self.method}-ablating head {self.sender}'s output only along the path(s) to "
+                f"{', '.join(map(str, self.receivers))} "
                 f"moved {self.metric} from {means['metric_full']:.4f} to {means['metric_path']:.4f}"
             )
             if "total" in variants:
-                found += f" (ablating it outright: {means['metric_total']:.4f}); the paths carry {estimate:.3f} of its effect"
+                found += (
+                    f" (ablating it outright: {means['metric_total']:.4f}); the paths carry {estimate:.3f} of its "
+                    "effect"
+                )
             n = int(t["n"])
             return Measurement(estimate, found, means | {"n_examples": n}, stats, n_examples=n)
 
         lines = tuple(f"{role}: {v.describe()}" for role, v in variants.items()) + (
             f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions); estimate = {self.effect}",
         )
-        return ClaimPlan(self.id, self.kind, variants, frozenset(), lines, score)
+        return ClaimPlan(
+            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score
+        )

@@ -19,6 +19,8 @@ from circuitcheck.plan.interventions import ClaimPlan, Measurement
 
 @claim_kind
 class QKPositionalOrderClaim(ClaimSpec):
+    """A head's positional QK scores rise (or fall) with key position: the fraction of steps that do."""
+
     kind: Literal["qk_positional_order"] = "qk_positional_order"
     layer: int = Field(ge=0)
     head: int = Field(ge=0)
@@ -41,7 +43,8 @@ class QKPositionalOrderClaim(ClaimSpec):
                 f"in head {self.layer}.{self.head}'s positional QK circuit, {rate:.1%} of adjacent key steps "
                 f"(over {int(causal.sum())}) are {self.direction}"
             )
-            return Measurement(rate, found, {"steps": int(causal.sum()), "in_direction": int(moved[causal].sum())})
+            details = {"steps": int(causal.sum()), "in_direction": int(moved[causal].sum())}
+            return Measurement(rate, found, details, exact=True)
 
         lines = (f"positional QK of head {self.layer}.{self.head}: fraction of adjacent key steps {self.direction}",)
         return weight_plan(self.id, self.kind, lines, measure)

@@ -20,6 +20,8 @@ from circuitcheck.plan.interventions import ClaimPlan, Measurement
 
 @claim_kind
 class QKTokenPairsClaim(ClaimSpec):
+    """A head's token-token QK circuit ranks declared keys first for their queries: the pairs recovered."""
+
     kind: Literal["qk_token_pairs"] = "qk_token_pairs"
     layer: int = Field(ge=0)
     head: int = Field(ge=0)
@@ -33,7 +35,9 @@ class QKTokenPairsClaim(ClaimSpec):
             return [(int(q), int(k)) for q, k in self.pairs]
         trigrams = ctx.card.get("task", {}).get("trigrams")
         if not trigrams:
-            raise PlanError(ctx.path + ("pairs",), "the model card lists no trigrams", "give explicit [query, key] pairs")
+            raise PlanError(
+                ctx.path + ("pairs",), "the model card lists no trigrams", "give explicit [query, key] pairs"
+            )
         return [(y, x) for x, y, _ in trigrams]
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
@@ -55,15 +59,29 @@ class QKTokenPairsClaim(ClaimSpec):
                 hits += len(keys & set(scores[q].topk(min(k, vocab)).indices.tolist()))
             total = sum(len(v) for v in keys_of.values())
             rate = hits / total
-            found = f"{hits} of {total} declared (query, key) pairs are among their query's top keys in head {self.layer}.{self.head}'s QK circuit"
-            return Measurement(rate, found, {"recovered": hits, "pairs": total, "queries": len(keys_of), "chance": _chance(keys_of, self.top_k, vocab)})
+            found = (
+                f"{hits} of {total} declared (query, key) pairs are among their query's top keys in head "
+                f"{self.layer}.{self.head}'s QK circuit"
+            )
+            details = {
+                "recovered": hits,
+                "pairs": total,
+                "queries": len(keys_of),
+                "chance": _chance(keys_of, self.top_k, vocab),
+            }
+            return Measurement(rate, found, details, exact=True)
 
-        lines = (f"token-token QK of head {self.layer}.{self.head}: {len(pairs)} declared pairs over {len(keys_of)} query tokens; top_k {self.top_k}",)
+        lines = (
+            f"token-token QK of head {self.layer}.{self.head}: {len(pairs)} declared pairs over {len(keys_of)} query "
+            f"tokens; top_k {self.top_k}",
+        )
         return weight_plan(self.id, self.kind, lines, measure)
 
 
 def _chance(keys_of: dict[int, set[int]], top_k: str | int, vocab: int) -> float:
     """The expected recovery rate of a random score table (for the report)."""
     total = sum(len(v) for v in keys_of.values())
-    expected = sum(len(v) * min(len(v) if top_k == "per_query" else int(top_k), vocab) / vocab for v in keys_of.values())
+    expected = sum(
+        len(v) * min(len(v) if top_k == "per_query" else int(top_k), vocab) / vocab for v in keys_of.values()
+    )
     return expected / total

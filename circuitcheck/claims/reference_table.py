@@ -21,6 +21,7 @@ from pydantic import Field
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
+from circuitcheck.spec.references import Selection
 from circuitcheck.stats import SequenceStats, Totals
 
 if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
@@ -42,9 +43,13 @@ def table_correlation(model_sums: torch.Tensor, label_counts: torch.Tensor, toke
 
 @claim_kind
 class ReferenceTableClaim(ClaimSpec):
+    """The model's mean prediction given a token matches the data's label distribution: their correlation."""
+
     kind: Literal["reference_table"] = "reference_table"
-    positions: str = Field(description="Where the model's predictions are compared with the data")
-    reference: str = Field(description="label_given_token (counted from the data), or the name of an exact table the dataset provides")
+    positions: Selection = Field(description="Where the model's predictions are compared with the data")
+    reference: str = Field(
+        description="label_given_token (counted from the data), or the name of an exact table the dataset provides"
+    )
 
     def _exact_table(self, ctx: CompileContext, vocab: int, n_labels: int) -> torch.Tensor | None:
         if self.reference == "label_given_token":
@@ -52,10 +57,15 @@ class ReferenceTableClaim(ClaimSpec):
         tables = ctx.batch.tables
         if self.reference not in tables:
             known = ", ".join(["label_given_token", *sorted(tables)])
-            raise PlanError(ctx.path + ("reference",), f"the dataset provides no table {self.reference!r}", f"use one of: {known}")
+            raise PlanError(
+                ctx.path + ("reference",), f"the dataset provides no table {self.reference!r}", f"use one of: {known}"
+            )
         table = tables[self.reference].double()
         if table.shape != (vocab, n_labels):
-            raise PlanError(ctx.path + ("reference",), f"table {self.reference!r} is {tuple(table.shape)}, the model needs {(vocab, n_labels)}")
+            raise PlanError(
+                ctx.path + ("reference",),
+                f"table {self.reference!r} is {tuple(table.shape)}, the model needs {(vocab, n_labels)}",
+            )
         return table
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
@@ -73,12 +83,18 @@ class ReferenceTableClaim(ClaimSpec):
         def per_seq_tables(probs: torch.Tensor) -> dict[str, torch.Tensor]:
             cell = tok_at * n_labels
             model_sums = torch.zeros(n, vocab * n_labels, dtype=torch.float64)
-            model_sums.index_put_((seq_of[:, None], cell[:, None] + torch.arange(n_labels)), probs.double(), accumulate=True)
+            model_sums.index_put_(
+                (seq_of[:, None], cell[:, None] + torch.arange(n_labels)), probs.double(), accumulate=True
+            )
             label_counts = torch.zeros(n, vocab * n_labels, dtype=torch.float64)
             if exact is None:
-                label_counts.index_put_((seq_of, cell + lab_at), torch.ones(len(seq_of), dtype=torch.float64), accumulate=True)
+                label_counts.index_put_(
+                    (seq_of, cell + lab_at), torch.ones(len(seq_of), dtype=torch.float64), accumulate=True
+                )
             else:
-                label_counts.index_put_((seq_of[:, None], cell[:, None] + torch.arange(n_labels)), exact[tok_at], accumulate=True)
+                label_counts.index_put_(
+                    (seq_of[:, None], cell[:, None] + torch.arange(n_labels)), exact[tok_at], accumulate=True
+                )
             token_counts = torch.zeros(n, vocab, dtype=torch.float64)
             token_counts.index_put_((seq_of, tok_at), torch.ones(len(seq_of), dtype=torch.float64), accumulate=True)
             return {"model": model_sums, "labels": label_counts, "tokens": token_counts}
@@ -98,10 +114,22 @@ class ReferenceTableClaim(ClaimSpec):
             tv = float(0.5 * (m - r).abs().sum(-1).mean())
             estimate = stats.estimate()
             found = (
-                f"at '{self.positions}' the model's mean prediction per token correlates {estimate:.3f} with the data's label "
-                f"distribution given the token ({int(seen.sum())} tokens seen, {int(mask.sum())} positions; mean total variation {tv:.3f})"
+                f"at '{self.positions}' the model's mean prediction per token correlates {estimate:.3f} with the "
+                "data's label "
+                f"distribution given the token ({int(seen.sum())} tokens seen, {int(mask.sum())} positions; mean total "
+                f"variation {tv:.3f})"
             )
-            return Measurement(estimate, found, {"mean_total_variation": tv, "tokens_seen": int(seen.sum()), "n_positions": int(mask.sum())}, stats)
+            return Measurement(
+                estimate,
+                found,
+                {"mean_total_variation": tv, "tokens_seen": int(seen.sum()), "n_positions": int(mask.sum())},
+                stats,
+            )
 
-        lines = (f"clean run; compare the model's mean prediction per token at '{self.positions}' with the data's label distribution given that token",)
-        return ClaimPlan(self.id, self.kind, {}, frozenset(), lines, score)
+        lines = (
+            f"clean run; compare the model's mean prediction per token at '{self.positions}' with the data's label "
+            "distribution given that token",
+        )
+        return ClaimPlan(
+            claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(), describe=lines, score=score
+        )

@@ -21,6 +21,7 @@ from circuitcheck.plan.interventions import PATTERN_RULES, ClaimOutputs, ClaimPl
 from circuitcheck.plan.positions import ALL
 from circuitcheck.spec.base import Seed, Strict
 from circuitcheck.spec.components import ComponentRef
+from circuitcheck.spec.references import MetricName, Selection
 from circuitcheck.stats import SequenceStats, Totals, per_sequence
 
 if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
@@ -30,12 +31,15 @@ if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads
 class Replacement(Strict):
     component: ComponentRef = Field(description="L.H, mlpL, embed, pos_embed or a hook name")
     with_: Literal["zero", "mean", "resample", "previous", "self", "uniform", "linear"] = Field(alias="with")
-    at: str = Field(default=ALL, description="Positions where the replacement applies")
+    at: Selection = Field(default=ALL, description="Positions where the replacement applies")
     seed: Seed | None = Field(default=None, description="For resample")
-    fit: str | None = Field(default=None, description="For linear: positions the Jacobian is fitted on")
+    fit: Selection | None = Field(default=None, description="For linear: positions the Jacobian is fitted on")
     jacobian: Literal["median", "mean", "at_mean_input"] = Field(
         default="median",
-        description="For linear: the elementwise median (seed 002) or mean of the per-example Jacobians, or the Jacobian at the mean input",
+        description=(
+            "For linear: the elementwise median (seed 002) or mean of the per-example Jacobians, or the Jacobian at "
+            "the mean input"
+        ),
     )
 
 
@@ -45,10 +49,12 @@ def _mean(t: Totals) -> torch.Tensor:
 
 @claim_kind
 class ReplacementClaim(ClaimSpec):
+    """With components replaced by simpler versions the model still does the task: ``metric`` under replacement."""
+
     kind: Literal["replacement"] = "replacement"
     replace: list[Replacement] = Field(description="Empty: the full model itself (a ladder's top rung)")
-    positions: str
-    metric: str
+    positions: Selection
+    metric: MetricName
 
     def _edits(self, ctx: CompileContext) -> tuple[HookEdit, ...]:
         edits = []
@@ -67,11 +73,16 @@ class ReplacementClaim(ClaimSpec):
                     raise PlanError(path + ("with",), f"'linear' linearises an MLP, not {str(r.component)!r}")
                 fit = ctx.selection(r.fit or "", "replace")
                 layer = sites[0].hook.split(".")[1]
-                edits += [HookEdit(s, at, "linear", reads=f"blocks.{layer}.hook_resid_mid", fit=fit, jacobian=r.jacobian) for s in sites]
+                edits += [
+                    HookEdit(s, at, "linear", reads=f"blocks.{layer}.hook_resid_mid", fit=fit, jacobian=r.jacobian)
+                    for s in sites
+                ]
                 continue
             if r.with_ in PATTERN_RULES:
                 if any(s.head is None for s in sites):
-                    raise PlanError(path + ("with",), f"attention rule {r.with_!r} applies to heads only, not {str(r.component)!r}")
+                    raise PlanError(
+                        path + ("with",), f"attention rule {r.with_!r} applies to heads only, not {str(r.component)!r}"
+                    )
                 sites = [HookSite(s.hook.replace("hook_z", "hook_pattern"), s.head) for s in sites]
             edits += [HookEdit(s, at, r.with_, r.seed) for s in sites]
         return tuple(edits)
@@ -100,5 +111,10 @@ class ReplacementClaim(ClaimSpec):
             return Measurement(estimate, found, details, stats, scores.double(), n_examples=int(mask.sum()))
 
         variants = {"replaced": variant} if variant.edits else {}
-        lines = (f"replaced: {variant.describe()}", f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions)")
-        return ClaimPlan(self.id, self.kind, variants, frozenset(), lines, score)
+        lines = (
+            f"replaced: {variant.describe()}",
+            f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions)",
+        )
+        return ClaimPlan(
+            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score
+        )

@@ -20,6 +20,7 @@ from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
 from circuitcheck.spec.base import Seed
+from circuitcheck.spec.references import Selection
 from circuitcheck.stats import SequenceStats, per_sequence, safe_ratio
 
 MAX_PARAMETERS = 20_000_000
@@ -27,10 +28,16 @@ MAX_PARAMETERS = 20_000_000
 
 @claim_kind
 class SkipTrigramClaim(ClaimSpec):
+    """An additive bigram + skip-trigram ensemble predicts what the model predicts: held-out top-1 agreement."""
+
     kind: Literal["skip_trigram_fit"] = "skip_trigram_fit"
-    positions: str = Field(description="Where the ensemble is fitted and compared")
-    earlier_position: EarlierPosition = Field(description="absolute: 'token A at position P' (seed 003); offset; ignored")
-    measure: Literal["agreement", "accuracy"] = Field(description="agreement: top-1 agreement with the model; accuracy: on the labels")
+    positions: Selection = Field(description="Where the ensemble is fitted and compared")
+    earlier_position: EarlierPosition = Field(
+        description="absolute: 'token A at position P' (seed 003); offset; ignored"
+    )
+    measure: Literal["agreement", "accuracy"] = Field(
+        description="agreement: top-1 agreement with the model; accuracy: on the labels"
+    )
     holdout: float = Field(default=0.5, gt=0.0, lt=1.0, description="Fraction of sequences held out of the fit")
     seed: Seed = Field(default=0, description="Seed of the fit/held-out split")
     l2: float = Field(default=1e-4, ge=0.0)
@@ -45,7 +52,11 @@ class SkipTrigramClaim(ClaimSpec):
         n_out = int(ctx.model.cfg.d_vocab_out if ctx.model.cfg.d_vocab_out > 0 else ctx.model.cfg.d_vocab)
         n_params = (feats.n_features + int(ctx.model.cfg.d_vocab) + 1) * n_out
         if n_params > MAX_PARAMETERS:
-            raise PlanError(ctx.path + ("earlier_position",), f"the ensemble would have {n_params:,} weights (limit {MAX_PARAMETERS:,})", "use earlier_position: ignored, or fewer positions")
+            raise PlanError(
+                ctx.path + ("earlier_position",),
+                f"the ensemble would have {n_params:,} weights (limit {MAX_PARAMETERS:,})",
+                "use earlier_position: ignored, or fewer positions",
+            )
         gen = torch.Generator().manual_seed(self.seed)
         held_seq = torch.rand(ctx.batch.n_seqs, generator=gen) < self.holdout
         seq_of_row = mask.nonzero()[:, 0]
@@ -79,16 +90,22 @@ class SkipTrigramClaim(ClaimSpec):
             }
             estimate = stats.estimate()
             found = (
-                f"the best bigram + skip-trigram ensemble ({feats.n_features} skip-trigram features, earlier positions {self.earlier_position}) "
-                f"agrees with the model's top-1 prediction at {details['agreement_heldout']:.1%} of {int(held.sum())} held-out positions; "
-                f"its accuracy {details['ensemble_accuracy_heldout']:.1%} against the model's {details['model_accuracy_heldout']:.1%}; "
+                f"the best bigram + skip-trigram ensemble ({feats.n_features} skip-trigram features, earlier positions "
+                f"{self.earlier_position}) "
+                f"agrees with the model's top-1 prediction at {details['agreement_heldout']:.1%} of {int(held.sum())} "
+                "held-out positions; "
+                f"its accuracy {details['ensemble_accuracy_heldout']:.1%} against the model's "
+                f"{details['model_accuracy_heldout']:.1%}; "
                 f"KL(model || ensemble) {details['kl_model_to_ensemble_heldout']:.3f} nats"
             )
             return Measurement(estimate, found, details, stats)
 
         lines = (
-            f"clean run; fit a softmax regression on {feats.n_features} skip-trigram + bigram features to the model's outputs at "
+            f"clean run; fit a softmax regression on {feats.n_features} skip-trigram + bigram features to the model's "
+            "outputs at "
             f"'{self.positions}' on {int((~held).sum())} positions",
             f"compare with the model on {int(held.sum())} held-out positions; estimate = {self.measure}",
         )
-        return ClaimPlan(self.id, self.kind, {}, frozenset(), lines, score)
+        return ClaimPlan(
+            claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(), describe=lines, score=score
+        )

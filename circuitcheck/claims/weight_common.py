@@ -48,7 +48,10 @@ def weight_plan(claim_id: str, kind: str, lines: tuple[str, ...], measure: Calla
     def score(out: ClaimOutputs) -> Measurement:
         return measurement
 
-    return ClaimPlan(claim_id, kind, {}, frozenset(), lines + ("no forward pass: read from the weights",), score)
+    return ClaimPlan(
+        claim_id=claim_id, kind=kind, variants={}, captures=frozenset(),
+        describe=lines + ("no forward pass: read from the weights",), score=score,
+    )
 
 
 def ov_matrix(model: Any, layer: int, head: int) -> torch.Tensor:

@@ -62,7 +62,9 @@ def comparison_document(cmp: Comparison) -> dict[str, Any]:
             "cells": {v.model: _cell(v, cid) for v in cmp.variants},
             "differences": [_difference(v, ref, cid, stats) for v in cmp.variants[1:]],
         })
-    differing = [{"claim": c["id"], "variant": d["variant"]} for c in claims for d in c["differences"] if d["excludes_zero"]]
+    differing = [
+        {"claim": c["id"], "variant": d["variant"]} for c in claims for d in c["differences"] if d["excludes_zero"]
+    ]
     n_na = sum(cell["status"] == NOT_APPLICABLE for c in claims for cell in c["cells"].values())
     return json_safe({
         "schema_version": COMPARISON_SCHEMA,
@@ -71,7 +73,12 @@ def comparison_document(cmp: Comparison) -> dict[str, Any]:
         "hypothesis_file": str(cmp.path),
         "variants": [v.model for v in cmp.variants],
         "reference": ref.model,
-        "summary": {"claims": len(claims), "variants": len(cmp.variants), "differing": differing, "not_applicable": n_na},
+        "summary": {
+            "claims": len(claims),
+            "variants": len(cmp.variants),
+            "differing": differing,
+            "not_applicable": n_na,
+        },
         "statistics": {
             "method": "paired percentile bootstrap over sequences: the same resampled sequences for both variants "
             "(independent bootstraps where the variants' datasets differ)",

@@ -29,7 +29,9 @@ def successor(tokens: torch.Tensor, vocab: int) -> torch.Tensor:
     return (7 * tokens + 3) % vocab
 
 
-def generate_copy_bigram(n_seqs: int, seq_len: int, vocab: int, p_bigram: float, p_copy: float, seed: int) -> TokenBatch:
+def generate_copy_bigram(
+    n_seqs: int, seq_len: int, vocab: int, p_bigram: float, p_copy: float, seed: int
+) -> TokenBatch:
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -42,7 +44,9 @@ def generate_copy_bigram(n_seqs: int, seq_len: int, vocab: int, p_bigram: float,
         earlier = tokens[rows, (torch.rand(n_seqs, generator=gen) * p).long()]
         uniform = torch.randint(0, vocab, (n_seqs,), generator=gen)
         how = torch.where(u < p_bigram, 1, torch.where(u < p_bigram + p_copy, 2, 3))
-        tokens[:, p] = torch.where(how == 1, successor(tokens[:, p - 1], vocab), torch.where(how == 2, earlier, uniform))
+        tokens[:, p] = torch.where(
+            how == 1, successor(tokens[:, p - 1], vocab), torch.where(how == 2, earlier, uniform)
+        )
         roles[:, p - 1] = how
     nxt = torch.full_like(tokens, NO_TARGET)
     nxt[:, :-1] = tokens[:, 1:]
@@ -60,9 +64,22 @@ class CopyBigramDataset(DatasetSpec):
     def build(self, ctx: DataContext) -> TokenBatch:
         task = ctx.model_card.get("task") or {}
         if task.get("kind") != "copy_bigram":
-            raise PlanError(("dataset", "kind"), "the model card has no copy_bigram task", "use a model trained on it, e.g. framework-1l")
+            raise PlanError(
+                ("dataset", "kind"),
+                "the model card has no copy_bigram task",
+                "use a model trained on it, e.g. framework-1l",
+            )
         if not 0 < int(task["seq_len"]) <= ctx.n_ctx:  # checked before generating: the card sets the size
-            raise PlanError(("dataset",), f"the model card's task.seq_len {task['seq_len']} is not in 1..n_ctx ({ctx.n_ctx})")
-        batch = generate_copy_bigram(self.n_seqs, int(task["seq_len"]), int(task["d_vocab"]), float(task["p_bigram"]), float(task["p_copy"]), self.seed)
+            raise PlanError(
+                ("dataset",), f"the model card's task.seq_len {task['seq_len']} is not in 1..n_ctx ({ctx.n_ctx})"
+            )
+        batch = generate_copy_bigram(
+            self.n_seqs,
+            int(task["seq_len"]),
+            int(task["d_vocab"]),
+            float(task["p_bigram"]),
+            float(task["p_copy"]),
+            self.seed,
+        )
         params = self.model_dump() | {k: task[k] for k in ("p_bigram", "p_copy", "seq_len")}
         return TokenBatch(batch.tokens, batch.next_token, batch.roles, params, role_names=ROLE_NAMES)

@@ -24,7 +24,8 @@ class TrigramDataset(DatasetSpec):
     seq_len: int | None = Field(default=None, gt=2)
     plant: Literal["all", "repeated"] = Field(
         default="all",
-        description="repeated: plant only the trigrams whose first two tokens are equal, e.g. (72, 72, 48), which are rare otherwise (T7)",
+        description="repeated: plant only the trigrams whose first two tokens are equal, e.g. (72, 72, 48), "
+        "which are rare otherwise (T7)",
     )
 
     def build(self, ctx: DataContext) -> TokenBatch:
@@ -39,9 +40,14 @@ class TrigramDataset(DatasetSpec):
         if seq_len > ctx.n_ctx:
             raise PlanError(("dataset", "seq_len"), f"seq_len {seq_len} exceeds the model's n_ctx {ctx.n_ctx}")
         if seq_len < 3:
-            raise PlanError(("dataset",), f"the model card's task.seq_len {seq_len} leaves no room for a trigram (at least 3)")
+            raise PlanError(
+                ("dataset",), f"the model card's task.seq_len {seq_len} leaves no room for a trigram (at least 3)"
+            )
         if int(task["d_vocab"]) != ctx.d_vocab:  # checked first: the generator allocates d_vocab^2 entries
-            raise PlanError(("dataset",), f"the model card's task.d_vocab {task['d_vocab']} differs from config.d_vocab {ctx.d_vocab}")
+            raise PlanError(
+                ("dataset",),
+                f"the model card's task.d_vocab {task['d_vocab']} differs from config.d_vocab {ctx.d_vocab}",
+            )
         trigrams = make_trigram_set(
             int(task["d_vocab"]), int(task["n_trigrams"]), int(task["trigram_seed"]), int(task.get("n_repeats", 0))
         )
@@ -54,7 +60,9 @@ class TrigramDataset(DatasetSpec):
         if self.plant == "repeated":
             trigrams = trigrams[trigrams[:, 0] == trigrams[:, 1]]
             if not len(trigrams):
-                raise PlanError(("dataset", "plant"), "the model's trigram set has no trigram with two equal leading tokens")
+                raise PlanError(
+                    ("dataset", "plant"), "the model's trigram set has no trigram with two equal leading tokens"
+                )
         batch = generate_trigram_batch(
             n_seqs=self.n_seqs,
             seq_len=seq_len,

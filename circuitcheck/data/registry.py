@@ -70,7 +70,9 @@ def check_batch(batch: TokenBatch, ctx: DataContext, kind: str) -> None:
     if tokens.numel() == 0:
         raise PlanError(("dataset",), f"the {kind!r} dataset is empty: tokens of shape {tuple(tokens.shape)}")
     if batch.seq_len > ctx.n_ctx:
-        raise PlanError(("dataset",), f"the {kind!r} dataset has {batch.seq_len} positions; the model's n_ctx is {ctx.n_ctx}")
+        raise PlanError(
+            ("dataset",), f"the {kind!r} dataset has {batch.seq_len} positions; the model's n_ctx is {ctx.n_ctx}"
+        )
     bad = (tokens < 0) | (tokens >= ctx.d_vocab)
     if bool(bad.any()):
         seq, pos = (int(x) for x in bad.nonzero()[0])

@@ -36,7 +36,9 @@ class StringsDataset(DatasetSpec):
     kind: Literal["strings"] = "strings"
     n_seqs: int = Field(gt=0, le=100_000)
     seed: Seed
-    strings: list[str] | None = Field(default=None, min_length=1, description="Defaults to the model card's task.strings")
+    strings: list[str] | None = Field(
+        default=None, min_length=1, description="Defaults to the model card's task.strings"
+    )
     weights: list[float] | None = Field(default=None, description="Sampling weights, one per string (default uniform)")
 
     def build(self, ctx: DataContext) -> TokenBatch:
@@ -46,16 +48,27 @@ class StringsDataset(DatasetSpec):
         vocab = task.get("vocab")
         strings = self.strings or task.get("strings")
         if not vocab or not strings:
-            raise PlanError(("dataset", "kind"), "the model card has no strings task (task.vocab and task.strings)", "use a model whose card lists them, e.g. xor")
+            raise PlanError(
+                ("dataset", "kind"),
+                "the model card has no strings task (task.vocab and task.strings)",
+                "use a model whose card lists them, e.g. xor",
+            )
         unknown = sorted({ch for s in strings for ch in s} - set(vocab))
         if unknown:
             raise PlanError(("dataset", "strings"), f"characters {unknown} are not in the vocabulary {vocab}")
         if len({len(s) for s in strings}) != 1:
             raise PlanError(("dataset", "strings"), "the strings have different lengths", "give strings of one length")
         if len(strings[0]) > ctx.n_ctx:
-            raise PlanError(("dataset", "strings"), f"strings of {len(strings[0])} tokens exceed the model's n_ctx {ctx.n_ctx}")
+            raise PlanError(
+                ("dataset", "strings"), f"strings of {len(strings[0])} tokens exceed the model's n_ctx {ctx.n_ctx}"
+            )
         weights = torch.tensor(self.weights if self.weights is not None else [1.0] * len(strings), dtype=torch.float64)
-        if len(weights) != len(strings) or not bool(torch.isfinite(weights).all()) or (weights < 0).any() or weights.sum() <= 0:
+        if (
+            len(weights) != len(strings)
+            or not bool(torch.isfinite(weights).all())
+            or (weights < 0).any()
+            or weights.sum() <= 0
+        ):
             raise PlanError(("dataset", "weights"), f"give {len(strings)} finite non-negative weights, not all zero")
         gen = torch.Generator().manual_seed(self.seed)
         picks = torch.multinomial(weights, self.n_seqs, replacement=True, generator=gen)

@@ -39,20 +39,38 @@ class FileDataset(DatasetSpec):
         except UnreadableTensors as err:
             raise PlanError(("dataset", "path"), f"cannot read {path}: {err}", SAVE_FIX) from None
         if not isinstance(tensors, dict) or self.tokens_key not in tensors:
-            keys = ", ".join(repr(str(k)) for k in tensors) if isinstance(tensors, dict) else f"not a dict: {type(tensors).__name__}"
-            raise PlanError(("dataset", "tokens_key"), f"{path} has no tensor {self.tokens_key!r} (it holds {keys or 'nothing'})")
+            keys = (
+                ", ".join(repr(str(k)) for k in tensors)
+                if isinstance(tensors, dict)
+                else f"not a dict: {type(tensors).__name__}"
+            )
+            raise PlanError(
+                ("dataset", "tokens_key"), f"{path} has no tensor {self.tokens_key!r} (it holds {keys or 'nothing'})"
+            )
         tokens = _ids(path, self.tokens_key, tensors[self.tokens_key], ctx.d_vocab, "token", ("dataset", "path"))
         if tokens.shape[1] < 2:
-            raise PlanError(("dataset", "path"), f"{path}: sequences of 1 token have no next-token targets", "save sequences of at least 2 tokens")
+            raise PlanError(
+                ("dataset", "path"),
+                f"{path}: sequences of 1 token have no next-token targets",
+                "save sequences of at least 2 tokens",
+            )
         if tokens.shape[1] > ctx.n_ctx:
-            raise PlanError(("dataset", "path"), f"{path}: sequences of {tokens.shape[1]} tokens exceed the model's n_ctx {ctx.n_ctx}")
+            raise PlanError(
+                ("dataset", "path"),
+                f"{path}: sequences of {tokens.shape[1]} tokens exceed the model's n_ctx {ctx.n_ctx}",
+            )
         roles = torch.zeros_like(tokens)
         if self.roles_key is not None:
             if self.roles_key not in tensors:
                 raise PlanError(("dataset", "roles_key"), f"{path} has no roles tensor {self.roles_key!r}")
-            roles = _ids(path, self.roles_key, tensors[self.roles_key], len(ROLE_NAMES), "role", ("dataset", "roles_key"))
+            roles = _ids(
+                path, self.roles_key, tensors[self.roles_key], len(ROLE_NAMES), "role", ("dataset", "roles_key")
+            )
             if roles.shape != tokens.shape:
-                raise PlanError(("dataset", "roles_key"), f"{path}: roles {tuple(roles.shape)} are not shaped like tokens {tuple(tokens.shape)}")
+                raise PlanError(
+                    ("dataset", "roles_key"),
+                    f"{path}: roles {tuple(roles.shape)} are not shaped like tokens {tuple(tokens.shape)}",
+                )
         return TokenBatch(tokens, next_tokens_of(tokens), roles, self.model_dump())
 
 
@@ -75,7 +93,9 @@ def _ids(path: Path, key: str, value: object, limit: int, what: str, where: tupl
     if value.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
         kind = "integers" if what == "token" else "integer role codes"
         # Casting would silently truncate 3.7 to 3 and turn NaN into garbage: refuse instead.
-        raise PlanError(where, f"{path}: {what} ids must be {kind}, got {str(value.dtype).removeprefix('torch.')}", SAVE_FIX)
+        raise PlanError(
+            where, f"{path}: {what} ids must be {kind}, got {str(value.dtype).removeprefix('torch.')}", SAVE_FIX
+        )
     if value.dim() != 2:
         raise PlanError(where, f"{path}: {key!r} must be [batch, seq], got shape {tuple(value.shape)}", SAVE_FIX)
     if value.numel() == 0:
@@ -88,6 +108,7 @@ def _ids(path: Path, key: str, value: object, limit: int, what: str, where: tupl
     if bool(bad.any()):
         seq, pos = (int(x) for x in bad.nonzero()[0])
         raise PlanError(
-            where, f"{what} ids must lie in [0, {limit}); {path} has {int(ids[seq, pos])} at sequence {seq}, position {pos}"
+            where,
+            f"{what} ids must lie in [0, {limit}); {path} has {int(ids[seq, pos])} at sequence {seq}, position {pos}",
         )
     return ids

@@ -15,6 +15,7 @@ import torch
 from circuitcheck.data.batch import TokenBatch
 from circuitcheck.data.registry import DataContext, build_dataset
 from circuitcheck.errors import CircuitcheckError, PlanError, SpecError, SpecErrors
+from circuitcheck.plan.circuits import CompiledCircuit, ModelShape, compile_circuits
 from circuitcheck.plan.context import CompileContext
 from circuitcheck.plan.interventions import CLEAN, ClaimPlan
 from circuitcheck.plan.positions import resolve_selections
@@ -37,6 +38,8 @@ class FilePlan:
     """Claim id -> why it cannot apply to this model (only with ``skip_inapplicable``)."""
     source_sha256: str | None = None
     """The spec's own hash when it was built in Python (no file to hash)."""
+    circuits: dict[str, CompiledCircuit] = field(default_factory=dict)
+    """The file's circuits as graphs, checked against the model (their warnings included)."""
 
     @property
     def name(self) -> str:
@@ -78,6 +81,9 @@ def compile_spec(
     except PlanError as err:
         raise _pinned(err, smap) from None
     inputs = {CLEAN: batch.tokens}
+    circuits, circuit_errors = compile_circuits(getattr(spec, "circuits", {}), ModelShape.of(loaded.model))
+    if circuit_errors:  # before the claims: a claim may name a circuit
+        raise SpecErrors([_pinned(err, smap) for err in circuit_errors])
     plans, errors = [], []
     skipped: dict[str, str] = {}
     for i, claim in enumerate(spec.claims):
@@ -94,4 +100,4 @@ def compile_spec(
         if missing:
             skipped[plan.claim_id] = f"depends on {', '.join(missing)}, which cannot apply to this model"
     kept = tuple(p for p in plans if p.claim_id not in skipped)
-    return FilePlan(path, spec, smap, loaded, batch, masks, inputs, kept, skipped, source_sha256)
+    return FilePlan(path, spec, smap, loaded, batch, masks, inputs, kept, skipped, source_sha256, circuits)

@@ -1,4 +1,5 @@
-"""Components, parsed when the file loads (:mod:`circuitcheck.spec.components`), resolved to hook sites on a concrete model.
+"""Components, parsed when the file loads (:mod:`circuitcheck.spec.components`), resolved to hook sites
+on a concrete model.
 
 ``embed``, ``pos_embed``, ``L.H`` (head H of layer L), ``attnL`` (every head of
 layer L), ``mlpL``, or a raw hook name such as ``blocks.0.hook_resid_mid``.
@@ -62,7 +63,11 @@ def check_hook_name(model: Any, name: str, path: tuple[str | int, ...]) -> str:
     if name in hooks:
         return name
     if name in model.hook_dict:
-        raise PlanError(path, f"hook {name!r} exists but is disabled in this model and never fires", "use another hook; `circuitcheck explain --hooks` lists the usable ones")
+        raise PlanError(
+            path,
+            f"hook {name!r} exists but is disabled in this model and never fires",
+            "use another hook; `circuitcheck explain --hooks` lists the usable ones",
+        )
     guess = difflib.get_close_matches(name, list(hooks), n=1, cutoff=0.6)
     fix = f"did you mean {guess[0]!r}?" if guess else "run `circuitcheck explain` to list hook names"
     raise PlanError(path, f"unknown hook {name!r}", fix)
@@ -79,16 +84,26 @@ def resolve_component(model: Any, component: Component, path: tuple[str | int, .
         return [HookSite(check_hook_name(model, component.name, path))]
     layer = component.layer
     if layer >= cfg.n_layers:
-        raise PlanError(path, f"layer {layer} is out of range: the model has {cfg.n_layers} layer(s)", f"use a layer in 0..{cfg.n_layers - 1}")
+        raise PlanError(
+            path,
+            f"layer {layer} is out of range: the model has {cfg.n_layers} layer(s)",
+            f"use a layer in 0..{cfg.n_layers - 1}",
+        )
     z = f"blocks.{layer}.attn.hook_z"
     if isinstance(component, Head):
         if component.head >= cfg.n_heads:
-            raise PlanError(path, f"head {component.head} is out of range: layer {layer} has {cfg.n_heads} head(s)", f"use a head in 0..{cfg.n_heads - 1}")
+            raise PlanError(
+                path,
+                f"head {component.head} is out of range: layer {layer} has {cfg.n_heads} head(s)",
+                f"use a head in 0..{cfg.n_heads - 1}",
+            )
         return [HookSite(z, component.head)]
     if isinstance(component, Attn):
         return [HookSite(z, h) for h in range(cfg.n_heads)]
     if cfg.attn_only:
-        raise PlanError(path, f"the model is attention-only: it has no {str(component)!r}", "drop the MLP from this claim")
+        raise PlanError(
+            path, f"the model is attention-only: it has no {str(component)!r}", "drop the MLP from this claim"
+        )
     return [HookSite(f"blocks.{layer}.hook_mlp_out")]
 
 

@@ -36,9 +36,17 @@ class CompileContext:
         """Refuse a layer or head the model does not have; ``at`` is the spec field holding them."""
         cfg = self.model.cfg
         if not 0 <= layer < cfg.n_layers:
-            raise PlanError(self.path + at + ("layer",), f"layer {layer} is out of range: the model has {cfg.n_layers}", f"use 0..{cfg.n_layers - 1}")
+            raise PlanError(
+                self.path + at + ("layer",),
+                f"layer {layer} is out of range: the model has {cfg.n_layers}",
+                f"use 0..{cfg.n_layers - 1}",
+            )
         if not 0 <= head < cfg.n_heads:
-            raise PlanError(self.path + at + ("head",), f"head {head} is out of range: layer {layer} has {cfg.n_heads}", f"use 0..{cfg.n_heads - 1}")
+            raise PlanError(
+                self.path + at + ("head",),
+                f"head {head} is out of range: layer {layer} has {cfg.n_heads}",
+                f"use 0..{cfg.n_heads - 1}",
+            )
 
     def head_ref(self, ref: Head, field: str) -> tuple[int, int]:
         """``(layer, head)`` of the spec field ``field``, refused if the model does not have them."""
@@ -51,10 +59,16 @@ class CompileContext:
     def selection(self, name: str, field: str) -> str:
         if name not in self.masks:
             known = ", ".join(sorted(self.masks))
-            raise PlanError(self.path + (field,), f"unknown position selection {name!r}", f"define it under 'positions:' (known: {known})")
+            raise PlanError(
+                self.path + (field,),
+                f"unknown position selection {name!r}",
+                f"define it under 'positions:' (known: {known})",
+            )
         return name
 
     def metric(self, name: str, field: str = "metric") -> Metric:
         if name not in metrics:
-            raise PlanError(self.path + (field,), f"unknown metric {name!r}", f"use one of: {', '.join(metrics.names())}")
+            raise PlanError(
+                self.path + (field,), f"unknown metric {name!r}", f"use one of: {', '.join(metrics.names())}"
+            )
         return metrics.get(name)

@@ -62,7 +62,9 @@ class HookEdit:
 
     def __str__(self) -> str:
         seed = f" (seed {self.seed})" if self.seed is not None else ""
-        linear = f" (of {self.reads}, {self.jacobian} Jacobian fitted at '{self.fit}')" if self.source == "linear" else ""
+        linear = (
+            f" (of {self.reads}, {self.jacobian} Jacobian fitted at '{self.fit}')" if self.source == "linear" else ""
+        )
         path = f" (only the path from {self.path})" if self.path is not None else ""
         return f"{self.source}{seed}{linear}{path} -> {self.site} at positions '{self.positions}'"
 
@@ -93,11 +95,24 @@ class RandomCircuits:
         return {"random_n": self.n, "random_mean": self.mean, "p_value": self.p_value}
 
 
+MEASUREMENT_NEEDS_UNCERTAINTY = (
+    "Measurement({estimate!r}, ...) says nothing about its uncertainty: give stats=SequenceStats(...) "
+    "(per-sequence totals; the verdict bootstraps the interval from them) or exact=True (a reading with no "
+    "sampling uncertainty, e.g. from the weights; the interval is the estimate itself)"
+)
+MEASUREMENT_BOTH = (
+    "Measurement({estimate!r}, ...) has stats and exact=True: a bootstrapped estimate is not exact; "
+    "drop exact=True, or drop stats if the reading has no sampling uncertainty"
+)
+
+
 @dataclass(frozen=True)
 class Measurement:
     """What a claim found: the headline estimate plus the numbers behind it.
 
-    ``details`` are shown in reports only; the verdict reads the typed fields.
+    ``details`` are shown in reports only; the verdict reads the typed fields. Every measurement
+    says how uncertain it is: ``stats`` (per-sequence totals, bootstrapped by the verdict) or
+    ``exact=True`` (nothing was sampled, e.g. a reading of the weights).
     """
 
     estimate: float
@@ -110,6 +125,14 @@ class Measurement:
     """Examples scored; an inconclusive verdict uses it to say how many would resolve the interval."""
     random: RandomCircuits | None = None
     """The estimate against random circuits of the same size (claims with a ``random_baseline``)."""
+    exact: bool = False
+    """True for a reading with no sampling uncertainty (no ``stats``): its interval is the estimate itself."""
+
+    def __post_init__(self) -> None:
+        if self.stats is None and not self.exact:
+            raise TypeError(MEASUREMENT_NEEDS_UNCERTAINTY.format(estimate=self.estimate))
+        if self.stats is not None and self.exact:
+            raise ValueError(MEASUREMENT_BOTH.format(estimate=self.estimate))
 
 
 @dataclass(frozen=True)
@@ -127,8 +150,14 @@ class ClaimOutputs:
         return self.variant_logits[variant]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ClaimPlan:
+    """What one claim runs and how it scores the runs; built by name (``ClaimPlan(claim_id=..., ...)``).
+
+    ``variants`` are the forward passes it needs beside the clean run, by role; ``captures`` the hooks
+    whose clean activations ``score`` reads; ``describe`` the lines ``circuitcheck explain`` shows.
+    """
+
     claim_id: str
     kind: str
     variants: dict[str, Variant]

@@ -43,7 +43,11 @@ def selection_mask(sel: PositionSelection, batch: TokenBatch, path: tuple[str | 
         start, stop = sel.range
         lo, hi = (start + seq if start < 0 else start), (stop + seq if stop < 0 else stop)
         if not (0 <= lo < hi <= seq):
-            raise PlanError(path + ("range",), f"range {list(sel.range)} is empty or outside 0..{seq}", f"use [start, stop) within [0, {seq}]")
+            raise PlanError(
+                path + ("range",),
+                f"range {list(sel.range)} is empty or outside 0..{seq}",
+                f"use [start, stop) within [0, {seq}]",
+            )
         in_range = torch.zeros(seq, dtype=torch.bool)
         in_range[lo:hi] = True
         mask &= in_range
@@ -64,7 +68,9 @@ def token_ids(batch: TokenBatch, tokens: list[int | str], path: tuple[str | int,
         try:
             ids.append(batch.token_id(token))
         except KeyError as err:
-            raise PlanError(path + (i,), str(err.args[0]), "use a token name from the dataset's vocabulary, or an id") from None
+            raise PlanError(
+                path + (i,), str(err.args[0]), "use a token name from the dataset's vocabulary, or an id"
+            ) from None
     return ids
 
 
@@ -84,12 +90,18 @@ def resolve_selections(selections: dict[str, PositionSelection], batch: TokenBat
             raise PlanError(("positions", name), "'all' is built in", "rename this selection")
         mask = selection_mask(sel, batch, ("positions", name))
         if not mask.any():
-            raise PlanError(("positions", name), f"selection {name!r} matches no position in the dataset", "check the role/range, or use more sequences")
+            raise PlanError(
+                ("positions", name),
+                f"selection {name!r} matches no position in the dataset",
+                "check the role/range, or use more sequences",
+            )
         masks[name] = mask
     return masks
 
 
-def scored_mask(masks: dict[str, torch.Tensor], name: str, batch: TokenBatch, path: tuple[str | int, ...]) -> torch.Tensor:
+def scored_mask(
+    masks: dict[str, torch.Tensor], name: str, batch: TokenBatch, path: tuple[str | int, ...]
+) -> torch.Tensor:
     """A selection restricted to positions that have a next token to score."""
     if name not in masks:
         known = ", ".join(sorted(masks))

@@ -40,8 +40,12 @@ def _matrix(doc: dict[str, Any]) -> str:
     first = doc["claims"][0]["differences"] if doc["claims"] else []
     headers = ["claim", *doc["variants"], *(f"difference {difference_header(d)}" for d in first)]
     rows = [
-        [f'<strong>{escape(c["id"])}</strong><br><span class="muted">{escape(c["kind"])}, threshold {escape(c["threshold"])}</span>',
-         *(_cell(c, v) for v in doc["variants"]), *(_difference(d) for d in c["differences"])]
+        [
+            f'<strong>{escape(c["id"])}</strong><br>'
+            f'<span class="muted">{escape(c["kind"])}, threshold {escape(c["threshold"])}</span>',
+            *(_cell(c, v) for v in doc["variants"]),
+            *(_difference(d) for d in c["differences"]),
+        ]
         for c in doc["claims"]
     ]
     return table(headers, rows)
@@ -57,7 +61,9 @@ def _variant_section(variant: str, run: dict[str, Any] | None, figures: Figures)
         return f"<h3>{escape(variant)}</h3><p>Nothing ran on this variant: every claim is not applicable.</p>"
     s = run["summary"]
     summary = f"{escape(variant)}: {s['passed']} of {s['total']} applicable claims passed"
-    return f'<details open id="{anchor(variant)}"><summary>{summary}</summary>{run_body(run, figures, variant)}</details>'
+    return (
+        f'<details open id="{anchor(variant)}"><summary>{summary}</summary>{run_body(run, figures, variant)}</details>'
+    )
 
 
 def comparison_html(doc: dict[str, Any], figures: dict[str, Figures]) -> str:

@@ -32,7 +32,12 @@ def json_safe(value: Any) -> Any:
 
 def spec_statistics(plan: FilePlan) -> dict[str, Any]:
     st = plan.spec.statistics
-    return {"method": "percentile bootstrap over sequences", "resamples": st.bootstrap, "seed": st.seed, "confidence": st.confidence}
+    return {
+        "method": "percentile bootstrap over sequences",
+        "resamples": st.bootstrap,
+        "seed": st.seed,
+        "confidence": st.confidence,
+    }
 
 
 def claim_entry(v: Verdict) -> dict[str, Any]:

@@ -16,8 +16,10 @@ from circuitcheck.report.figures import Figures
 from circuitcheck.report.svg import VERDICT_COLORS, Heatmap, bar_chart, heatmap, interval_bar
 from circuitcheck.report.text import headline, mark, outcome
 
+# A backslash at the end of a line continues the rule on the next: the string holds no newline there.
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#24292f;margin:0;background:#f6f8fa}
+body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#24292f;\
+margin:0;background:#f6f8fa}
 main{max-width:1100px;margin:0 auto;padding:24px}
 h1{margin:0 0 4px}h2{margin-top:32px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
 table{border-collapse:collapse;margin:8px 0;background:white}
@@ -26,7 +28,8 @@ th{background:#f6f8fa}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:2px 8px;border-radius:12px;color:white;font-weight:600;font-size:13px}
 .pass{background:#1a7f37}.fail{background:#cf222e}.inconclusive{background:#9a6700}.na{background:#6e7781}
-.card{background:white;border:1px solid #d0d7de;border-left:8px solid #6e7781;border-radius:6px;padding:12px 16px;margin:16px 0}
+.card{background:white;border:1px solid #d0d7de;border-left:8px solid #6e7781;border-radius:6px;\
+padding:12px 16px;margin:16px 0}
 .card.v-pass{border-left-color:#1a7f37}.card.v-fail{border-left-color:#cf222e}.card.v-inconclusive{border-left-color:#9a6700}
 .card h3{margin:0 0 8px}.kind{color:#57606a;font-weight:400;font-size:14px}
 blockquote{margin:8px 0;padding:4px 12px;border-left:3px solid #d0d7de;color:#424a53}
@@ -147,7 +150,14 @@ def run_body(doc: dict[str, Any], figures: Figures, prefix: str = "") -> str:
     confidence = doc["statistics"]["confidence"]
     cards = [claim_card(c, confidence, figures.get(c["id"], []), prefix) for c in doc["claims"]]
     on = f" on {escape(prefix)}" if prefix else ""
-    return "\n".join([summary_table(doc["claims"], confidence, prefix), f"<h2>Claims{on}</h2>", *cards, checks_and_provenance(doc, on)])
+    return "\n".join(
+        [
+            summary_table(doc["claims"], confidence, prefix),
+            f"<h2>Claims{on}</h2>",
+            *cards,
+            checks_and_provenance(doc, on),
+        ]
+    )
 
 
 def run_html(doc: dict[str, Any], figures: Figures | None = None) -> str:

@@ -34,7 +34,10 @@ def matrix_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def terminal_matrix(doc: dict[str, Any]) -> str:
     headers, rows = matrix_rows(doc)
-    title = f"{doc['name']}: {len(doc['claims'])} claims x {len(doc['variants'])} variants (differences against {doc['reference']})"
+    title = (
+        f"{doc['name']}: {len(doc['claims'])} claims x {len(doc['variants'])} variants "
+        f"(differences against {doc['reference']})"
+    )
     return "\n".join([title, tabulate(rows, headers=headers, tablefmt="simple"), *footnotes(doc)])
 
 
@@ -58,7 +61,8 @@ def comparison_markdown(doc: dict[str, Any]) -> str:
         "",
         *(f"- {_md_cell(line)}" for line in footnotes(doc)),
         "",
-        f"Differences: {md_text(st['method'])}; {st['resamples']} resamples, seed {st['seed']}, {st['confidence']:.0%} two-sided.",
+        f"Differences: {md_text(st['method'])}; {st['resamples']} resamples, seed {st['seed']}, "
+        f"{st['confidence']:.0%} two-sided.",
         "",
         "Each variant's own report (statements, sentences, self-checks, provenance) is in the JSON and HTML reports.",
         "",

@@ -47,7 +47,13 @@ class Tracker:
             )
 
             console = self.console or Console(stderr=True)
-            columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            columns = (
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
             self._progress = Progress(*columns, console=console, transient=True)
             self._progress.__enter__()
             self._task = self._progress.add_task("starting", total=self.total)

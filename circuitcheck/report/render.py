@@ -25,7 +25,9 @@ def _ci(c: dict[str, Any]) -> str:
 
 
 def terminal_table(doc: dict[str, Any]) -> str:
-    rows = [[c["id"], c["kind"], mark(c), num(c["estimate"]), _ci(c), c["threshold"], c["metric"]] for c in doc["claims"]]
+    rows = [
+        [c["id"], c["kind"], mark(c), num(c["estimate"]), _ci(c), c["threshold"], c["metric"]] for c in doc["claims"]
+    ]
     level = int(doc["statistics"]["confidence"] * 100)
     headers = ["claim", "kind", "verdict", "estimate", f"{level}% CI", "threshold", "metric"]
     table = tabulate(rows, headers=headers, tablefmt="simple")
@@ -48,17 +50,36 @@ def markdown(doc: dict[str, Any]) -> str:
         for c in doc["claims"]
     ]
     for c in doc["claims"]:
-        lines += ["", f"## {md_text(c['id'])}: {mark(c)}", "", f"> {md_text(c['statement'])}", "", md_text(c["sentence"])]
+        lines += [
+            "",
+            f"## {md_text(c['id'])}: {mark(c)}",
+            "",
+            f"> {md_text(c['statement'])}",
+            "",
+            md_text(c["sentence"]),
+        ]
         if c.get("seed_figure"):
             lines += ["", f"Seed figure: {md_text(c['seed_figure'])}."]
         details = ", ".join(f"{k} = {num(v)}" for k, v in c["details"].items())
         lines += ["", f"Details: {md_text(details)}"]
     st = doc["statistics"]
-    lines += ["", "## Statistics", "", f"Intervals: {md_text(st['method'])}, {st['resamples']} resamples, seed {st['seed']}, {st['confidence']:.0%} two-sided."]
+    lines += [
+        "",
+        "## Statistics",
+        "",
+        f"Intervals: {md_text(st['method'])}, {st['resamples']} resamples, seed {st['seed']}, "
+        f"{st['confidence']:.0%} two-sided.",
+    ]
     lines += ["", "## Self-checks", ""]
-    lines += [f"- {'ok' if c['passed'] else 'FAILED'}: **{md_text(c['name'])}**: {md_text(c['detail'])}" for c in doc["self_checks"]]
+    lines += [
+        f"- {'ok' if c['passed'] else 'FAILED'}: **{md_text(c['name'])}**: {md_text(c['detail'])}"
+        for c in doc["self_checks"]
+    ]
     lines += ["", "## Provenance", "", "| field | value |", "|---|---|"]
-    lines += [f"| {md_text(k)} | {md_code(json.dumps(v) if isinstance(v, dict) else v, in_table=True)} |" for k, v in p.items()]
+    lines += [
+        f"| {md_text(k)} | {md_code(json.dumps(v) if isinstance(v, dict) else v, in_table=True)} |"
+        for k, v in p.items()
+    ]
     lines += ["", f"Reproduce with: {md_code(p['command'])}", ""]
     if "run_id" in doc:
         lines += [run_id_comment(doc["run_id"]), ""]

@@ -20,7 +20,10 @@ def _num(x: float) -> str:
 
 
 def _text(x: float, y: float, content: str, anchor: str = "middle", size: int = 11, extra: str = "") -> str:
-    return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" fill="{INK}"{extra}>{escape(content)}</text>'
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" fill="{INK}"{extra}>'
+        f"{escape(content)}</text>"
+    )
 
 
 def parse_threshold(text: str | None) -> tuple[str, float] | None:
@@ -59,19 +62,30 @@ def interval_bar(estimate: float | None, lo: float | None, hi: float | None, thr
     if bound:
         x = at(bound[1])
         zone = (x, right - x) if bound[0] == ">=" else (left, x - left)
-        parts.append(f'<rect x="{zone[0]:.1f}" y="{y - 9}" width="{max(zone[1], 0):.1f}" height="18" fill="{PASS_ZONE}"/>')
-        parts.append(f'<line x1="{x:.1f}" y1="{y - 12}" x2="{x:.1f}" y2="{y + 12}" stroke="{INK}" stroke-dasharray="3,2"/>')
+        parts.append(
+            f'<rect x="{zone[0]:.1f}" y="{y - 9}" width="{max(zone[1], 0):.1f}" height="18" fill="{PASS_ZONE}"/>'
+        )
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{y - 12}" x2="{x:.1f}" y2="{y + 12}" stroke="{INK}" stroke-dasharray="3,2"/>'
+        )
         anchor = "end" if x > right - 50 else "start" if x < left + 50 else "middle"
         parts.append(_text(x, y - 14, f"threshold {bound[0]} {_num(bound[1])}", anchor, 10))
     if zero:
         x = at(0.0)
-        parts.append(f'<line x1="{x:.1f}" y1="{y - 12}" x2="{x:.1f}" y2="{y + 12}" stroke="{INK}" stroke-dasharray="3,2"/>')
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{y - 12}" x2="{x:.1f}" y2="{y + 12}" stroke="{INK}" stroke-dasharray="3,2"/>'
+        )
         parts.append(_text(x, y - 14, "0", size=10))
     parts.append(f'<line x1="{left}" y1="{y}" x2="{right}" y2="{y}" stroke="{FAINT}"/>')
-    parts.append(_text(left, y + 22, _num(lo_axis + pad), "start", 10) + _text(right, y + 22, _num(hi_axis - pad), "end", 10))
+    parts.append(
+        _text(left, y + 22, _num(lo_axis + pad), "start", 10) + _text(right, y + 22, _num(hi_axis - pad), "end", 10)
+    )
     if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
         x0, x1 = at(lo), at(hi)
-        parts.append(f'<rect x="{x0:.1f}" y="{y - 4}" width="{max(x1 - x0, 2.0):.1f}" height="8" rx="2" fill="{color}" fill-opacity="0.45"/>')
+        parts.append(
+            f'<rect x="{x0:.1f}" y="{y - 4}" width="{max(x1 - x0, 2.0):.1f}" height="8" rx="2" '
+            f'fill="{color}" fill-opacity="0.45"/>'
+        )
     if estimate is not None and math.isfinite(estimate):
         parts.append(f'<circle cx="{at(estimate):.1f}" cy="{y}" r="5" fill="{color}" stroke="white"/>')
     else:
@@ -110,11 +124,17 @@ def heatmap(h: Heatmap, cell: int = 6) -> str:
     for q, row in enumerate(h.values):
         for k, v in enumerate(row):
             if v >= 0.01:
-                parts.append(f'<rect x="{left + k * cell}" y="{top + q * cell}" width="{cell}" height="{cell}" fill="{_blue(v)}"/>')
+                parts.append(
+                    f'<rect x="{left + k * cell}" y="{top + q * cell}" width="{cell}" height="{cell}" '
+                    f'fill="{_blue(v)}"/>'
+                )
     roles = sorted(set(h.row_marks.values()))
     for q, mark in sorted(h.row_marks.items()):
         colour = ROLE_COLORS[roles.index(mark) % len(ROLE_COLORS)]
-        parts.append(f'<rect x="{left - 9}" y="{top + q * cell}" width="7" height="{cell}" fill="{colour}"><title>{escape(mark)}</title></rect>')
+        parts.append(
+            f'<rect x="{left - 9}" y="{top + q * cell}" width="7" height="{cell}" fill="{colour}">'
+            f"<title>{escape(mark)}</title></rect>"
+        )
     for i, role in enumerate(roles):
         x = left + n_k * cell + 14
         y = top + 100 + i * 14
@@ -126,7 +146,9 @@ def heatmap(h: Heatmap, cell: int = 6) -> str:
     parts.append(_text(left + n_k * cell / 2, top + n_q * cell + 24, "key position (rows: query position)", size=10))
     bar_x = left + n_k * cell + 14
     for i in range(10):
-        parts.append(f'<rect x="{bar_x}" y="{top + (9 - i) * 8}" width="10" height="8" fill="{_blue((i + 0.5) / 10)}"/>')
+        parts.append(
+            f'<rect x="{bar_x}" y="{top + (9 - i) * 8}" width="10" height="8" fill="{_blue((i + 0.5) / 10)}"/>'
+        )
     parts.append(_text(bar_x + 14, top + 8, "1", "start", 9) + _text(bar_x + 14, top + 80, "0", "start", 9))
     parts.append("</svg>")
     return "".join(parts)

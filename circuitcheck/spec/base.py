@@ -61,14 +61,18 @@ class PositionSelection(Strict):
     are dropped where a metric needs one.
     """
 
-    role: str | None = Field(default=None, description="A role the dataset annotates, e.g. X, Y, Z (trigram) or A, B, C (caesar)")
+    role: str | None = Field(
+        default=None, description="A role the dataset annotates, e.g. X, Y, Z (trigram) or A, B, C (caesar)"
+    )
     range: tuple[int, int] | None = None
     indices: list[int] | None = Field(default=None, min_length=1)
     all: bool | None = None
     same_as_previous: bool | None = Field(
         default=None, description="Keep only positions whose token repeats the previous one, e.g. (72, 72, 48)"
     )
-    tokens: list[int | str] | None = Field(default=None, min_length=1, description="Keep positions holding one of these tokens")
+    tokens: list[int | str] | None = Field(
+        default=None, min_length=1, description="Keep positions holding one of these tokens"
+    )
     prefix_contains: list[int | str] | None = Field(
         default=None, min_length=1, description="Keep positions with one of these tokens at or before them"
     )
@@ -78,7 +82,16 @@ class PositionSelection(Strict):
 
     @model_validator(mode="after")
     def _something(self) -> PositionSelection:
-        chosen = (self.role, self.range, self.indices, self.all or None, self.same_as_previous, self.tokens, self.prefix_contains, self.prefix_lacks)
+        chosen = (
+            self.role,
+            self.range,
+            self.indices,
+            self.all or None,
+            self.same_as_previous,
+            self.tokens,
+            self.prefix_contains,
+            self.prefix_lacks,
+        )
         if all(x is None for x in chosen):
             raise ValueError(
                 "select something: give 'role', 'range', 'indices', 'same_as_previous', 'tokens', "

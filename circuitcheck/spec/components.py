@@ -171,7 +171,9 @@ def _validator(parse: Callable[[str], object], parsed: Any) -> PlainValidator:
         try:
             return parse(value)
         except ComponentSyntaxError as err:
-            raise PydanticCustomError(SYNTAX_ERROR, "{message}", {"message": err.message, "fix": err.fix or ""}) from None
+            raise PydanticCustomError(
+                SYNTAX_ERROR, "{message}", {"message": err.message, "fix": err.fix or ""}
+            ) from None
 
     return PlainValidator(validate)
 

@@ -14,14 +14,15 @@ from circuitcheck.errors import MAX_SHOWN_ERRORS, SpecError, SpecErrors
 from circuitcheck.metrics import metrics
 from circuitcheck.plugins import load_extensions
 from circuitcheck.spec.base import PositionSelection, Statistics, Strict
+from circuitcheck.spec.circuits import CircuitName, CircuitSpec, circuit_errors
 from circuitcheck.spec.components import SYNTAX_ERROR
 from circuitcheck.spec.kinds import claim_kinds, dataset_kinds
+from circuitcheck.spec.references import CLAIM, METRIC, SELECTION, references
 from circuitcheck.spec.yaml_source import SourceMap, read_yaml
 
 REPORT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 """A report name is one file name: no separators, no leading dot, no control characters, at most 100 characters."""
 _REPORT_NAME = re.compile(REPORT_NAME.removesuffix("$") + r"\Z")
-_SELECTION_FIELDS = ("positions", "ablate_at", "patch_at")
 
 
 class HypothesisBase(Strict):
@@ -37,6 +38,10 @@ class HypothesisBase(Strict):
     )
     positions: dict[str, PositionSelection] = Field(default_factory=dict)
     statistics: Statistics = Field(default_factory=Statistics)
+    circuits: dict[CircuitName, CircuitSpec] = Field(
+        default_factory=dict,
+        description="Named circuits: edges 'sender -> receiver' (or the 'nodes:' shorthand) that claims refer to",
+    )
 
     @model_validator(mode="after")
     def _cross_references(self) -> Any:
@@ -181,7 +186,8 @@ def _validation_errors(exc: ValidationError, data: Any, smap: SourceMap) -> list
             path += ("kind",)
         where = smap.locate(path, key=err["type"] == "extra_forbidden")
         got = err.get("input")
-        if err["type"] not in ("missing", "extra_forbidden", "union_tag_invalid", SYNTAX_ERROR) and not isinstance(got, (dict, list)):
+        shows_value = err["type"] not in ("missing", "extra_forbidden", "union_tag_invalid", SYNTAX_ERROR)
+        if shows_value and not isinstance(got, (dict, list)):
             message += f", got {_shown(got)}"
         if isinstance(got, bool) and path in smap.booleans:
             text = smap.booleans[path]
@@ -190,37 +196,36 @@ def _validation_errors(exc: ValidationError, data: Any, smap: SourceMap) -> list
     return errors
 
 
+SELECTION_FIX = "define it under 'positions:'"
+
+
 def _reference_errors(spec: Any, smap: SourceMap) -> list[SpecError]:
-    """Names that must resolve within the file: selections, metrics, claim ids."""
+    """Names that must resolve within the file: every field typed Selection, MetricName or ClaimRef."""
     errors = []
     known = set(spec.positions) | {"all"}
-    for i, claim in enumerate(spec.claims):
-        base: tuple[str | int, ...] = ("claims", i)
-        for field in _SELECTION_FIELDS:
-            name = getattr(claim, field, None)
-            if isinstance(name, str) and name not in known:
-                errors.append(SpecError(smap.locate(base + (field,)), f"claims.{i}.{field}", f"unknown position selection {name!r}", f"define it under 'positions:' (known: {', '.join(sorted(known))})"))
-        corruption = getattr(claim, "corruption", None)
-        if corruption is not None and corruption.positions not in known:
-            path = base + ("corruption", "positions")
-            errors.append(SpecError(smap.locate(path), ".".join(map(str, path)), f"unknown position selection {corruption.positions!r}", "define it under 'positions:'"))
-        refs = getattr(claim, "claims", None)
-        if isinstance(refs, list):
-            kinds = {c.id: c.kind for c in spec.claims}
-            for j, ref in enumerate(refs):
-                path = base + ("claims", j)
-                problem = (
-                    f"unknown claim id {ref!r}" if ref not in kinds
-                    else "a claim cannot order itself" if ref == claim.id
-                    else f"{ref!r} is itself an ordering claim" if kinds[ref] == claim.kind
-                    else None
-                )
-                if problem:
-                    errors.append(SpecError(smap.locate(path), ".".join(map(str, path)), problem, f"use ids of other claims in this file: {', '.join(sorted(kinds))}"))
-        metric = getattr(claim, "metric", None)
-        if claim.kind != "association" and isinstance(metric, str) and metric not in metrics:
-            errors.append(SpecError(smap.locate(base + ("metric",)), f"claims.{i}.metric", f"unknown metric {metric!r}", f"use one of: {', '.join(metrics.names())}"))
-    return errors
+    kinds = {c.id: c.kind for c in spec.claims}
+    for path, ref, name in references(spec):
+        where, dotted = smap.locate(path), ".".join(map(str, path))
+        if ref == SELECTION and name not in known:
+            # a claim's own field lists the known selections; a nested one (corruption.positions) does not
+            fix = SELECTION_FIX + (f" (known: {', '.join(sorted(known))})" if len(path) == 3 else "")
+            errors.append(SpecError(where, dotted, f"unknown position selection {name!r}", fix))
+        elif ref == METRIC and name not in metrics:
+            errors.append(
+                SpecError(where, dotted, f"unknown metric {name!r}", f"use one of: {', '.join(metrics.names())}")
+            )
+        elif ref == CLAIM:
+            owner = spec.claims[path[1]] if path[0] == "claims" else None
+            problem = (
+                f"unknown claim id {name!r}" if name not in kinds
+                else "a claim cannot order itself" if owner is not None and name == owner.id
+                else f"{name!r} is itself an ordering claim" if owner is not None and kinds[name] == owner.kind
+                else None
+            )
+            if problem:
+                fix = f"use ids of other claims in this file: {', '.join(sorted(kinds))}"
+                errors.append(SpecError(where, dotted, problem, fix))
+    return sorted(errors, key=lambda e: (e.where.line, e.where.col))  # in file order, as a compiler lists them
 
 
 def load_hypothesis(path: Path) -> tuple[Any, SourceMap]:
@@ -232,13 +237,18 @@ def load_hypothesis(path: Path) -> tuple[Any, SourceMap]:
 def validate_hypothesis(data: Any, smap: SourceMap) -> Any:
     """Validate parsed hypothesis data (a file's, or a mapping built in Python, with an empty ``smap``)."""
     if not isinstance(data, dict):
-        raise SpecError(smap.locate(()), "", "a hypothesis file must be a mapping with model, dataset, claims", "see hypotheses/trigram.yaml")
+        raise SpecError(
+            smap.locate(()),
+            "",
+            "a hypothesis file must be a mapping with model, dataset, claims",
+            "see hypotheses/trigram.yaml",
+        )
     try:
         spec = hypothesis_model().model_validate(data)
     except ValidationError as exc:
         errors = _validation_errors(exc, data, smap)
         raise SpecErrors(errors, omitted=exc.error_count() - len(errors)) from None
-    errors = _reference_errors(spec, smap)
+    errors = _reference_errors(spec, smap) + circuit_errors(spec.circuits, smap)
     if errors:
         raise SpecErrors(errors)
     return spec

@@ -180,7 +180,8 @@ def _check(node: yaml.Node, path: Path_, smap: SourceMap) -> None:
                 raise SpecError(
                     _loc(file, key_node), ".".join(map(str, path)), "mapping keys must be plain strings"
                 )
-            _check_scalar(key_node, path, smap)
+            # Every key of the format is a name: `off:` or `1:` means the text, not YAML 1.1's boolean or number.
+            key_node.tag = "tag:yaml.org,2002:str"
             key = key_node.value
             if key in seen:
                 first = seen[key].start_mark.line + 1
@@ -220,5 +221,8 @@ def _check_scalar(node: yaml.ScalarNode, path: Path_, smap: SourceMap) -> None:
         build(node)
     except ValueError:
         raise SpecError(
-            where, dotted, f"YAML cannot read {node.value!r} as a number", "write the number out, or quote it if it is text"
+            where,
+            dotted,
+            f"YAML cannot read {node.value!r} as a number",
+            "write the number out, or quote it if it is text",
         ) from None

@@ -126,6 +126,8 @@ def with_expectation(v: Verdict, reason: str | None) -> Verdict:
         )
     else:
         note = f" Known not to reproduce on this model ({reason}): " + (
-            "it still fails, as recorded." if v.verdict == "fail" else "it now holds, so the file fails: update the record."
+            "it still fails, as recorded."
+            if v.verdict == "fail"
+            else "it now holds, so the file fails: update the record."
         )
     return replace(v, sentence=v.sentence + note)

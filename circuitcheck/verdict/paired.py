@@ -75,7 +75,9 @@ def _from_draws(estimate: float, draws: torch.Tensor, stats: Statistics, basis: 
     return PairedDifference(estimate, lo, hi, basis if math.isfinite(lo) else "undefined")
 
 
-def paired_difference(variant: Measurement, reference: Measurement, claim_id: str, stats: Statistics) -> PairedDifference:
+def paired_difference(
+    variant: Measurement, reference: Measurement, claim_id: str, stats: Statistics
+) -> PairedDifference:
     """The difference of one claim's estimates, with a paired bootstrap interval where both have one.
 
     The bootstrap seed is the claim's own (as in :func:`circuitcheck.verdict.judge.judge`), so the
@@ -89,7 +91,9 @@ def paired_difference(variant: Measurement, reference: Measurement, claim_id: st
     return _from_draws(variant.estimate - reference.estimate, draws, stats, "paired bootstrap")
 
 
-def unpaired_difference(variant: Measurement, reference: Measurement, claim_id: str, stats: Statistics) -> PairedDifference:
+def unpaired_difference(
+    variant: Measurement, reference: Measurement, claim_id: str, stats: Statistics
+) -> PairedDifference:
     """The difference with an interval from independent bootstraps of the two estimates (different sequences)."""
     found = _without_bootstrap(variant, reference)
     if found is not None:

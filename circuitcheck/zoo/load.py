@@ -120,7 +120,9 @@ def load_zoo_card(name_or_path: str, base: Path | None = None, base_is: str | No
             raise ModelLoadError(f"{path}: model card lacks {key!r}")
     for key, kind in expected.items():
         if key in card and not isinstance(card[key], kind):
-            raise ModelLoadError(f"{path}: {key} must be a JSON {'object' if kind is dict else 'string'}, got {card[key]!r:.60}")
+            raise ModelLoadError(
+                f"{path}: {key} must be a JSON {'object' if kind is dict else 'string'}, got {card[key]!r:.60}"
+            )
     card.setdefault("format", "tl-native")
     if card["format"] not in FORMATS:
         raise ModelLoadError(f"{path}: format must be one of {FORMATS}, got {card['format']!r}")
@@ -202,7 +204,9 @@ def _read_state_dict(ckpt: Path, card: dict[str, Any], cfg: Any) -> dict[str, to
         raise ModelLoadError(f"{ckpt}: expected a state dict, got {type(state).__name__}\n  fix: {PLAIN_TENSORS_FIX}")
     not_tensors = sorted(str(k) for k, v in state.items() if not isinstance(v, torch.Tensor))
     if not_tensors:
-        raise ModelLoadError(f"{ckpt}: expected a dict of tensors; {not_tensors[0]!r:.80} is not a tensor\n  fix: {PLAIN_TENSORS_FIX}")
+        raise ModelLoadError(
+            f"{ckpt}: expected a dict of tensors; {not_tensors[0]!r:.80} is not a tensor\n  fix: {PLAIN_TENSORS_FIX}"
+        )
     if card["format"] == "hooked-transformer":
         from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
 
@@ -257,5 +261,8 @@ def _load_strict(model: Any, state: dict[str, torch.Tensor], ckpt: Path, card_pa
     raise ModelLoadError(
         f"{ckpt}: checkpoint does not match the architecture in {card_path} (a checkpoint of a different model?): "
         + "; ".join(problems)
-        + "\n  fix: point the card's checkpoint at weights trained with this config, or give the config they were trained with"
+        + (
+            "\n  fix: point the card's checkpoint at weights trained with this config, "
+            "or give the config they were trained with"
+        )
     )

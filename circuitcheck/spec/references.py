@@ -1,0 +1,78 @@
+"""Names in a spec that refer to something else: a position selection, a metric, another claim.
+
+A spec field says what its text names by its type:
+
+    Selection     a selection defined under ``positions:`` (or ``all``)    positions: Y
+    MetricName    a registered metric                                      metric: accuracy
+    ClaimRef      the id of another claim in the same file                 claims: [T5a, T5b]
+
+Each is ``str`` at run time, annotated with a :class:`Reference` marker. ``validate`` finds every
+such field by walking the spec with :func:`references`, nested models, lists and optional fields
+included, so a new claim kind's fields are checked without naming them anywhere else.
+Components and heads are parsed values instead (:mod:`circuitcheck.spec.components`).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a spec field's text names; the metadata of :data:`Selection`, :data:`MetricName`, :data:`ClaimRef`."""
+
+    to: Literal["selection", "metric", "claim"]
+
+
+SELECTION = Reference("selection")
+METRIC = Reference("metric")
+CLAIM = Reference("claim")
+
+Selection = Annotated[str, SELECTION]
+"""A spec field naming a position selection: one defined under ``positions:``, or ``all``."""
+MetricName = Annotated[str, METRIC]
+"""A spec field naming a registered metric (``circuitcheck.metrics``)."""
+ClaimRef = Annotated[str, CLAIM]
+"""A spec field naming another claim of the same file by its id."""
+
+Path = tuple[str | int, ...]
+
+
+def references(model: BaseModel, path: Path = ()) -> Iterator[tuple[Path, Reference, str]]:
+    """Every ``(path, reference, name)`` in ``model``, in field order; ``path`` uses the file's keys."""
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        yield from _walk(value, field.annotation, field.metadata, path + (field.alias or name,))
+
+
+def _walk(value: Any, annotation: Any, metadata: list[Any], path: Path) -> Iterator[tuple[Path, Reference, str]]:
+    if value is None:
+        return
+    if isinstance(value, BaseModel):  # a nested model, whichever arm of a union it came from
+        yield from references(value, path)
+        return
+    marker = next((m for m in metadata if isinstance(m, Reference)), None)
+    if marker is not None:
+        if isinstance(value, str):
+            yield path, marker, value
+        return
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        yield from _walk(value, args[0], list(annotation.__metadata__), path)
+    elif origin in (typing.Union, types.UnionType):
+        arms = [_walk(value, arm, [], path) for arm in args]
+        yield from dict.fromkeys(found for arm in arms for found in arm)  # an arm per type; each name once
+    elif isinstance(value, dict) and len(args) == 2:
+        for key, item in value.items():
+            yield from _walk(item, args[1], [], path + (key,))
+    elif isinstance(value, (list, tuple)) and args:
+        homogeneous = origin is not tuple or (len(args) == 2 and args[1] is Ellipsis)
+        for i, item in enumerate(value):
+            item_type = args[0] if homogeneous else args[i] if i < len(args) else None
+            yield from _walk(item, item_type, [], path + (i,))

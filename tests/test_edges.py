@@ -1,0 +1,306 @@
+"""Edge-level interventions (circuitcheck.run.edges) against a naive one-circuit-at-a-time reference.
+
+The reference below is written independently of the engine: one unstacked pass per circuit, one
+hook per receiver input, sender outputs kept by name, each receiver's input summed by hand in a
+Python loop over senders, its own layer order, and torch's LayerNorm on the native modules.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuitcheck.errors import SelfCheckError
+from circuitcheck.plan.circuits import ModelShape
+from circuitcheck.plan.components import HookSite
+from circuitcheck.plan.interventions import CLEAN, HookEdit, Variant
+from circuitcheck.run.edges import EdgeAblation, EdgeLayout, check_full_circuit, run_circuits
+from circuitcheck.run.engine import EngineInputs, Replacements, clean_run, derangement, run_naive
+from circuitcheck.spec.circuits import Edge, parse_edge
+from circuitcheck.zoo.build import build_bridge
+from tests.conftest import TINY_CONFIG
+
+CONFIGS = {
+    "1-layer": TINY_CONFIG | {"n_layers": 1, "seed": 11},
+    "2-layer": TINY_CONFIG,
+    "3-layer": TINY_CONFIG | {"n_layers": 3, "n_heads": 2, "seed": 5},
+    "attn-only": TINY_CONFIG | {"attn_only": True, "seed": 8, "final_norm": "none"},
+}
+ABLATIONS = ["zero", "mean", "resample", "corrupted"]
+MAX_DIFF: dict[str, float] = {}
+"""The largest |engine - naive| seen per model (printed by the last test, for the record)."""
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def model_and_tokens(request):
+    model = build_bridge(CONFIGS[request.param])
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # TL initialises biases to zero; random ones test that b_O is kept and b_Q recomputed
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.add_(0.1 * torch.randn(param.shape, generator=gen))
+    tokens = torch.randint(0, model.cfg.d_vocab, (5, 7), generator=gen)
+    corrupted = torch.randint(0, model.cfg.d_vocab, (5, 7), generator=gen)
+    return request.param, model, tokens, corrupted
+
+
+def _ablation(method: str, corrupted: torch.Tensor) -> EdgeAblation:
+    return EdgeAblation(method, seed=3 if method == "resample" else None,  # type: ignore[arg-type]
+                        corrupted=corrupted if method == "corrupted" else None)
+
+
+# ---- the naive reference ------------------------------------------------------------------------
+
+
+def _names(model) -> list[str]:
+    """Sender names in forward order, written out by hand."""
+    names = ["embed", "pos_embed"]
+    for layer in range(model.cfg.n_layers):
+        names += [f"{layer}.{h}" for h in range(model.cfg.n_heads)]
+        if not model.cfg.attn_only:
+            names.append(f"mlp{layer}")
+    return names
+
+
+def _reads(sender: str, receiver: str) -> bool:
+    """Whether ``receiver`` ('L.H.x', 'mlpL', 'logits') reads ``sender``, from the layer rule."""
+    if receiver == "logits" or sender in ("embed", "pos_embed"):
+        return True
+    s_layer = int(sender[3:]) if sender.startswith("mlp") else int(sender.split(".")[0])
+    if receiver.startswith("mlp"):
+        r_layer = int(receiver[3:])
+        return s_layer < r_layer or (s_layer == r_layer and not sender.startswith("mlp"))
+    return s_layer < int(receiver.split(".")[0])
+
+
+def _outputs(model, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each sender's output [n, seq, d] from a cache."""
+    out = {"embed": cache["hook_embed"], "pos_embed": cache["hook_pos_embed"].expand_as(cache["hook_embed"])}
+    for layer in range(model.cfg.n_layers):
+        for h in range(model.cfg.n_heads):
+            out[f"{layer}.{h}"] = cache[f"blocks.{layer}.attn.hook_z"][:, :, h] @ model.W_O[layer, h]
+        if not model.cfg.attn_only:
+            out[f"mlp{layer}"] = cache[f"blocks.{layer}.hook_mlp_out"]
+    return out
+
+
+def _run_cache(model, tokens):
+    with torch.no_grad():
+        return model.run_with_cache(tokens)[1]
+
+
+def naive_ablated(model, tokens, method: str, corrupted: torch.Tensor) -> dict[str, torch.Tensor]:
+    clean = _outputs(model, _run_cache(model, tokens))
+    if method == "zero":
+        return {k: torch.zeros_like(v) for k, v in clean.items()}
+    if method == "mean":
+        return {k: v.mean(0, keepdim=True).expand_as(v) for k, v in clean.items()}
+    if method == "resample":
+        perm = derangement(len(tokens), 3)
+        return {k: v[perm] for k, v in clean.items()}
+    return _outputs(model, _run_cache(model, corrupted))
+
+
+def naive_circuit(model, tokens, edges: set[str], ablated: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One circuit, one pass: every receiver input rebuilt from its senders in a loop."""
+    names = _names(model)
+    current: dict[str, torch.Tensor] = {}
+    fired: dict[str, int] = {}
+
+    def input_of(receiver: str, bias_layers: int) -> torch.Tensor:
+        total = sum(model.b_O[layer] for layer in range(bias_layers)) if bias_layers else 0.0
+        for s in names:
+            if _reads(s, receiver):
+                total = total + (current[s] if f"{s} -> {receiver}" in edges else ablated[s])
+        return total
+
+    def keep(name, fn):
+        def hook(act, hook):
+            fired[name] = fired.get(name, 0) + 1
+            return fn(act)
+
+        return (name, hook)
+
+    def save_embed(key):
+        def fn(act):
+            current[key] = act.expand(len(tokens), *act.shape[-2:])
+
+        return fn
+
+    def save_z(layer):
+        def fn(act):
+            for h in range(model.cfg.n_heads):
+                current[f"{layer}.{h}"] = act[:, :, h] @ model.W_O[layer, h]
+
+        return fn
+
+    def save_mlp(layer):
+        def fn(act):
+            current[f"mlp{layer}"] = act
+
+        return fn
+
+    def qkv(layer, which):
+        ln = model.blocks[layer].ln1.original_component
+        w, b = getattr(model, f"W_{which.upper()}")[layer], getattr(model, f"b_{which.upper()}")[layer]
+
+        def fn(act):
+            out = torch.empty_like(act)
+            for h in range(model.cfg.n_heads):
+                x = input_of(f"{layer}.{h}.{which}", layer)
+                out[:, :, h] = ln(x) @ w[h] + b[h]
+            return out
+
+        return fn
+
+    def mlp_in(layer):
+        return lambda act: input_of(f"mlp{layer}", layer + 1)
+
+    hooks = [keep("hook_embed", save_embed("embed")), keep("hook_pos_embed", save_embed("pos_embed"))]
+    for layer in range(model.cfg.n_layers):
+        hooks.append(keep(f"blocks.{layer}.attn.hook_z", save_z(layer)))
+        hooks += [keep(f"blocks.{layer}.attn.hook_{w}", qkv(layer, w)) for w in "qkv"]
+        if not model.cfg.attn_only:
+            hooks.append(keep(f"blocks.{layer}.hook_mlp_out", save_mlp(layer)))
+            hooks.append(keep(f"blocks.{layer}.hook_resid_mid", mlp_in(layer)))
+    hooks.append(keep("ln_final.hook_in", lambda act: input_of("logits", model.cfg.n_layers)))
+    with torch.no_grad():
+        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
+    assert sorted(fired) == sorted(name for name, _ in hooks), "every naive hook fired"
+    return logits
+
+
+# ---- tests --------------------------------------------------------------------------------------
+
+
+def _random_circuits(layout: EdgeLayout, n: int, seed: int) -> list[list[Edge]]:
+    gen = torch.Generator().manual_seed(seed)
+    every = layout.all_edges()
+    out = []
+    for _ in range(n):
+        p = float(torch.rand((), generator=gen))
+        out.append([e for e in every if float(torch.rand((), generator=gen)) < p])
+    return out
+
+
+@pytest.mark.parametrize("method", ABLATIONS)
+def test_engine_equals_naive_on_random_graphs(model_and_tokens, method):
+    name, model, tokens, corrupted = model_and_tokens
+    layout = EdgeLayout(ModelShape.of(model))
+    circuits = _random_circuits(layout, 6, seed=len(name) + ABLATIONS.index(method))
+    circuits += [layout.all_edges(), []]
+    ablated = naive_ablated(model, tokens, method, corrupted)
+    wanted = [naive_circuit(model, tokens, {str(e) for e in edges}, ablated) for edges in circuits]
+    # one pass; variants and sequences split over passes; one row a call
+    for max_rows in (4096, 7) if method != "mean" else (4096, 7, 1):
+        got = run_circuits(model, tokens, circuits, _ablation(method, corrupted), max_rows=max_rows)
+        for edges, logits, want in zip(circuits, got, wanted, strict=True):
+            diff = float((logits - want).abs().max())
+            MAX_DIFF[name] = max(MAX_DIFF.get(name, 0.0), diff)
+            assert diff <= 1e-5, f"{name}, {method}, {len(edges)} edges, max_rows {max_rows}: {diff:.2e}"
+
+
+def test_random_circuits_change_the_output(model_and_tokens):
+    """The comparison above could pass on a no-op engine if circuits did nothing; they do something."""
+    _, model, tokens, corrupted = model_and_tokens
+    layout = EdgeLayout(ModelShape.of(model))
+    with torch.no_grad():
+        clean = model(tokens)
+    for got in run_circuits(model, tokens, _random_circuits(layout, 3, seed=1), _ablation("mean", corrupted)):
+        assert float((got - clean).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("method", ABLATIONS)
+def test_full_graph_reproduces_the_model(model_and_tokens, method):
+    _, model, tokens, corrupted = model_and_tokens
+    assert check_full_circuit(model, tokens, _ablation(method, corrupted)) <= 1e-5
+
+
+def _every_sender_ablated(model, tokens, method: str) -> torch.Tensor:
+    """The model with every sender's output ablated at its own hook, by the existing engine's naive loop."""
+    sites = [HookSite("hook_embed"), HookSite("hook_pos_embed")]
+    for layer in range(model.cfg.n_layers):
+        sites.append(HookSite(f"blocks.{layer}.attn.hook_z"))
+        if not model.cfg.attn_only:
+            sites.append(HookSite(f"blocks.{layer}.hook_mlp_out"))
+    _, cache = clean_run(model, tokens, {s.hook for s in sites}, 100)
+    masks = {"all": torch.ones(tokens.shape, dtype=torch.bool)}
+    seed = 3 if method == "resample" else None
+    variant = Variant(edits=tuple(HookEdit(s, "all", method, seed) for s in sites))  # type: ignore[arg-type]
+    with torch.no_grad():
+        return run_naive(model, variant, EngineInputs({CLEAN: tokens}, masks), Replacements(cache, model, masks))
+
+
+@pytest.mark.parametrize("method", ["zero", "mean", "resample"])
+def test_empty_graph_equals_every_sender_ablated(model_and_tokens, method):
+    _, model, tokens, corrupted = model_and_tokens
+    (empty,) = run_circuits(model, tokens, [[]], _ablation(method, corrupted))
+    torch.testing.assert_close(empty, _every_sender_ablated(model, tokens, method), atol=1e-5, rtol=0)
+
+
+def test_empty_graph_with_corrupted_values_is_the_corrupted_run(model_and_tokens):
+    _, model, tokens, corrupted = model_and_tokens
+    (empty,) = run_circuits(model, tokens, [[]], _ablation("corrupted", corrupted))
+    with torch.no_grad():
+        torch.testing.assert_close(empty, model(corrupted), atol=1e-5, rtol=0)
+
+
+def test_one_edge_matters_only_through_its_receiver(tiny_model):
+    """Dropping '0.0 -> logits' from the full graph equals subtracting that head's direct effect."""
+    layout = EdgeLayout(ModelShape.of(tiny_model))
+    tokens = torch.randint(0, 11, (3, 6), generator=torch.Generator().manual_seed(2))
+    dropped = parse_edge("0.0 -> logits")
+    every = layout.all_edges()
+    (got,) = run_circuits(tiny_model, tokens, [[e for e in every if e != dropped]], EdgeAblation("zero"))
+    with torch.no_grad():
+        _, cache = tiny_model.run_with_cache(tokens)
+        direct = cache["blocks.0.attn.hook_z"][:, :, 0] @ tiny_model.W_O[0, 0]
+        want = tiny_model.unembed(tiny_model.ln_final(cache["ln_final.hook_in"] - direct))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_hooks_that_do_not_fire_are_an_error(tiny_model, monkeypatch):
+    from circuitcheck.run import edges as edges_module
+
+    real = edges_module._edge_hooks
+
+    def with_a_dead_hook(*args):
+        return real(*args) | {"blocks.0.hook_resid_post": lambda act: None}
+
+    tokens = torch.zeros(2, 4, dtype=torch.long)
+    monkeypatch.setattr(edges_module, "_edge_hooks", with_a_dead_hook)
+    monkeypatch.setattr(edges_module, "counted_hooks", _counting_but_skipping("blocks.0.hook_resid_post"))
+    with pytest.raises(SelfCheckError, match="never fired"):
+        run_circuits(tiny_model, tokens, [[]], EdgeAblation("zero"))
+
+
+def _counting_but_skipping(skip: str):
+    """counted_hooks that never attaches ``skip``, as TransformerLens does with a name it does not know."""
+    from circuitcheck.run.engine import counted_hooks
+
+    def attach(model, hooks):
+        return counted_hooks(model, {k: v for k, v in hooks.items() if k != skip})
+
+    return attach
+
+
+def test_full_circuit_self_check_fails_loudly_when_broken(tiny_model, monkeypatch):
+    from circuitcheck.run import edges as edges_module
+
+    real = edges_module._bias_before
+    # a shift that varies over d_model (a constant one is invisible through the LayerNorms)
+    monkeypatch.setattr(edges_module, "_bias_before", lambda model, r: real(model, r) + torch.linspace(0, 0.1, 16))
+    with pytest.raises(SelfCheckError, match="does not reproduce the model"):
+        check_full_circuit(tiny_model, torch.zeros(2, 4, dtype=torch.long), EdgeAblation("zero"))
+
+
+def test_unknown_edges_are_refused(tiny_model):
+    with pytest.raises(ValueError, match="not an edge of this model"):
+        run_circuits(tiny_model, torch.zeros(1, 3, dtype=torch.long), [[parse_edge("5.0 -> logits")]],
+                     EdgeAblation("zero"))
+
+
+def test_zz_report_max_difference():
+    """Not a check: prints the largest |engine - naive| per model (run with -s to see it)."""
+    print("max |engine - naive|:", {k: f"{v:.2e}" for k, v in MAX_DIFF.items()})
