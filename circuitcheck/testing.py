@@ -31,10 +31,12 @@ import yaml
 from circuitcheck.claims.base import ClaimSpec, claim_kind, claim_kinds, contract_problems
 from circuitcheck.data.batch import TokenBatch, next_tokens_of
 from circuitcheck.metrics import metrics
+from circuitcheck.plan.circuits import ModelShape, compile_circuit
 from circuitcheck.plan.compile import FilePlan
 from circuitcheck.plan.context import CompileContext
 from circuitcheck.plan.interventions import CLEAN, Measurement
 from circuitcheck.run.execute import run_file
+from circuitcheck.spec.circuits import CircuitSpec
 from circuitcheck.spec.references import METRIC, SELECTION, references
 from circuitcheck.spec.yaml_source import SourceMap
 from circuitcheck.zoo.build import build_bridge
@@ -81,11 +83,13 @@ def make_plan(
     claims: Sequence[ClaimSpec],
     tokens: torch.Tensor | None = None,
     tables: dict[str, torch.Tensor] | None = None,
+    circuits: Mapping[str, Any] | None = None,
 ) -> FilePlan:
     """Compile ``claims`` against ``model`` on ``tokens`` (default: seeded random ``[12, n_ctx]``).
 
     The selections are ``all``, ``Y`` (position 5, whose role is ``Y``) and ``late`` (positions 8
-    on); ``tables`` are the dataset's exact tables (for ``reference_table``). Run it with
+    on); ``tables`` are the dataset's exact tables (for ``reference_table``); ``circuits`` are the
+    file's ``circuits:`` block (name -> a circuit stanza, e.g. ``{"edges": ["0.0 -> logits"]}``). Run it with
     :func:`circuitcheck.run.execute.run_file`.
     """
     cfg = model.cfg
@@ -99,12 +103,20 @@ def make_plan(
     late[:, LATE_FROM:] = True
     masks = {"all": torch.ones_like(tokens, dtype=torch.bool), "Y": roles == 2, "late": late}
     inputs = {CLEAN: tokens}
+    model_shape = ModelShape.of(model)
+    compiled = {
+        name: compile_circuit(name, c if isinstance(c, CircuitSpec) else CircuitSpec.model_validate(c), model_shape)
+        for name, c in (circuits or {}).items()
+    }
     plans = tuple(
-        claim.compile(CompileContext(model, batch, masks, inputs, ("claims", i))) for i, claim in enumerate(claims)
+        claim.compile(CompileContext(model, batch, masks, inputs, ("claims", i), circuits=compiled))
+        for i, claim in enumerate(claims)
     )
     spec = SimpleNamespace(name="t", claims=list(claims))
     loaded = LoadedModel(model, "tiny", {}, Path("x"), "0" * 64)
-    return FilePlan(Path("t.yaml"), spec, SourceMap("t.yaml", {}, {}), loaded, batch, masks, inputs, plans)
+    return FilePlan(
+        Path("t.yaml"), spec, SourceMap("t.yaml", {}, {}), loaded, batch, masks, inputs, plans, circuits=compiled
+    )
 
 
 def check_claim_kind(
@@ -115,6 +127,7 @@ def check_claim_kind(
     *,
     tokens: torch.Tensor | None = None,
     tables: dict[str, torch.Tensor] | None = None,
+    circuits: Mapping[str, Any] | None = None,
     atol: float = 1e-5,
     rtol: float = 1e-5,
 ) -> Measurement:
@@ -143,7 +156,7 @@ def check_claim_kind(
         where = ".".join(map(str, path))
         assert ref != SELECTION or name in SELECTIONS, f"{where}: unknown selection {name!r}; use one of {SELECTIONS}"
         assert ref != METRIC or name in metrics, f"{where}: unknown metric {name!r}; use one of {metrics.names()}"
-    plan = make_plan(model, [spec], tokens, tables)
+    plan = make_plan(model, [spec], tokens, tables, circuits)
     measurement = run_file(plan).claims[0].measurement
     want = float(reference(plan))
     got = measurement.estimate

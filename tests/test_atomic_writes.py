@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from circuitcheck import atomic
@@ -415,6 +415,8 @@ def test_md_text_is_one_inert_cell_that_reads_back_as_written(text):
 
 
 @given(st.text())
+@example("\\|")
+@example("a\\\\|b")
 def test_md_code_is_one_inert_span_in_one_cell(text):
     out = md_code(text, in_table=True)
     assert not set(out) & {"<", ">", "\n", "\r"} and len(cells(f"| {out} |")) == 1

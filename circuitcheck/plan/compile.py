@@ -87,7 +87,7 @@ def compile_spec(
     plans, errors = [], []
     skipped: dict[str, str] = {}
     for i, claim in enumerate(spec.claims):
-        ctx = CompileContext(loaded.model, batch, masks, inputs, ("claims", i), loaded.card, base)
+        ctx = CompileContext(loaded.model, batch, masks, inputs, ("claims", i), loaded.card, base, circuits)
         try:
             plans.append(claim.compile(ctx))
         except PlanError as err:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from circuitcheck.data.batch import TokenBatch
 from circuitcheck.errors import PlanError
 from circuitcheck.metrics import Metric, metrics
+from circuitcheck.plan.circuits import CompiledCircuit
 from circuitcheck.plan.positions import scored_mask
 from circuitcheck.spec.components import Head
 
@@ -31,6 +32,16 @@ class CompileContext:
     path: tuple[str | int, ...]
     card: dict[str, Any] = field(default_factory=dict)
     base_dir: Path | None = None
+    circuits: dict[str, CompiledCircuit] = field(default_factory=dict)
+    """The file's circuits, compiled against the model (claims name them with a ``CircuitRef`` field)."""
+
+    def circuit(self, name: str, field: str = "circuit") -> CompiledCircuit:
+        """The compiled circuit ``name``, refused if the file does not define it."""
+        if name not in self.circuits:
+            known = ", ".join(sorted(self.circuits)) or "none yet"
+            raise PlanError(self.path + (field,), f"unknown circuit {name!r}",
+                            f"define it under 'circuits:' (known: {known})")
+        return self.circuits[name]
 
     def head(self, layer: int, head: int, at: tuple[str | int, ...] = ()) -> None:
         """Refuse a layer or head the model does not have; ``at`` is the spec field holding them."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from circuitcheck.data.batch import TokenBatch
 from circuitcheck.plan.components import HookSite
+from circuitcheck.spec.circuits import Edge
 from circuitcheck.stats import SequenceStats
 
 if TYPE_CHECKING:  # tensors appear in annotations only: claim modules import this without torch
@@ -79,6 +80,22 @@ class Variant:
     def describe(self) -> str:
         edits = "; ".join(map(str, self.edits)) or "no edits"
         return f"input '{self.input}': {edits}"
+
+
+@dataclass(frozen=True)
+class EdgeRun:
+    """One forward pass over the whole dataset with only ``edges`` kept (an edge-level circuit): every
+    removed edge carries its sender's ``method`` value (zero, mean, or resample with ``seed``) of the
+    clean run. The engine runs these with :func:`circuitcheck.run.edges.run_circuits`, and self-checks
+    that the full circuit of each ablation reproduces the model."""
+
+    edges: frozenset[Edge]
+    method: Literal["zero", "mean", "resample"]
+    seed: int | None = None
+
+    def describe(self) -> str:
+        seed = f" (seed {self.seed})" if self.seed is not None else ""
+        return f"{len(self.edges)} edge(s) kept, the others {self.method}{seed}-ablated"
 
 
 @dataclass(frozen=True)
@@ -169,3 +186,5 @@ class ClaimPlan:
     depends_on: tuple[str, ...] = ()
     """Claims whose measurements this one combines (scored after them, with ``derive``)."""
     derive: Callable[[dict[str, Measurement]], Measurement] | None = None
+    edge_runs: dict[str, EdgeRun] = field(default_factory=dict)
+    """Role -> an edge-level circuit run (its logits reach ``score`` by role, as variants' do)."""

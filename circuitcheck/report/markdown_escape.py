@@ -13,6 +13,7 @@ _ESCAPES = str.maketrans({"\\": "\\\\", "&": "&amp;", "<": "&lt;", ">": "&gt;", 
 _LINE_BREAKS = re.compile(r"[\r\n\v\f\x85\u2028\u2029]+")
 _BACKTICKS = re.compile(r"`+")
 _HTML_CHARS = re.compile(r"[<>&]")
+_PIPE_WITH_BACKSLASHES = re.compile(r"(\\*)\|")
 
 
 def _one_line(text: str) -> str:
@@ -38,7 +39,9 @@ def md_code(text: object, in_table: bool = False) -> str:
     if not body:
         return ""  # "``" would show as two backticks, not as an empty span
     if in_table:
-        body = body.replace("|", "\\|")
+        # The table scanner reads "\\x" as one escaped pair before it looks at code spans, so a backslash run
+        # just before a "|" is doubled: otherwise "\\|" would read as an escaped backslash and a cell end.
+        body = _PIPE_WITH_BACKSLASHES.sub(lambda m: m.group(1) * 2 + "\\|", body)
     fence = "`" * (max((len(run) for run in _BACKTICKS.findall(body)), default=0) + 1)
     pad = " " if body.startswith("`") or body.endswith("`") else ""
     return f"{fence}{pad}{body}{pad}{fence}"

@@ -13,8 +13,9 @@ import torch
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.compile import FilePlan
 from circuitcheck.plan.components import HookSite, available_hooks, complement, model_components, resolve_components
-from circuitcheck.plan.interventions import CLEAN, ClaimOutputs, HookEdit, Measurement, Variant
+from circuitcheck.plan.interventions import CLEAN, ClaimOutputs, EdgeRun, HookEdit, Measurement, Variant
 from circuitcheck.plan.positions import ALL
+from circuitcheck.run.edges import FULL_CIRCUIT_ATOL, EdgeAblation, check_full_circuit, run_circuits
 from circuitcheck.run.engine import (
     DEFAULT_MAX_ROWS,
     EngineInputs,
@@ -140,7 +141,9 @@ def run_file(
     runs = _build_runs(plan)
     ran = _run_all(plan, runs, max_rows, resume, progress)
     checks = _self_checks(runs, ran)
-    results = _score_claims(plan, ran, max_rows)
+    edge_logits, edge_checks = _run_edges(plan, max_rows)
+    checks += edge_checks
+    results = _score_claims(plan, ran, max_rows, edge_logits)
     rows = len(plan.batch.tokens) * (len(runs.variants) + 1)  # + 1: the clean run
     captured = {hook: ran.cache[hook] for claim in plan.claims for hook in claim.captures}
     return FileResult(plan, tuple(results), checks, rows, time.perf_counter() - start, ran.timings, captured)
@@ -264,7 +267,37 @@ def _other_models_logits(plan: FilePlan, max_rows: int) -> dict[int, torch.Tenso
     return others
 
 
-def _score_claims(plan: FilePlan, ran: _Ran, max_rows: int) -> list[ClaimResult]:
+def _run_edges(plan: FilePlan, max_rows: int) -> tuple[dict[EdgeRun, torch.Tensor], tuple[SelfCheck, ...]]:
+    """Every claim's edge-level circuit runs, stacked per ablation, and for each ablation the
+    self-check that the full circuit reproduces the model (none when no claim runs edges)."""
+    model, tokens = plan.loaded.model, plan.batch.tokens
+    by_ablation: dict[tuple[str, int | None], list[EdgeRun]] = {}
+    for claim in plan.claims:
+        for edge_run in claim.edge_runs.values():
+            group = by_ablation.setdefault((edge_run.method, edge_run.seed), [])
+            if edge_run not in group:
+                group.append(edge_run)
+    logits: dict[EdgeRun, torch.Tensor] = {}
+    checks = []
+    for (method, seed), group in by_ablation.items():
+        ablation = EdgeAblation(method, seed)  # type: ignore[arg-type]
+        diff = check_full_circuit(model, tokens, ablation, max_rows=max_rows)
+        outs = run_circuits(model, tokens, [r.edges for r in group], ablation, max_rows=max_rows)
+        for edge_run, out in zip(group, outs, strict=True):
+            _check_finite(f"edge run: {edge_run.describe()}", out)
+            logits[edge_run] = out
+        shown = f"{method}" + (f" (seed {seed})" if seed is not None else "")
+        checks.append(SelfCheck(
+            f"full_edge_circuit_{method}" + (f"_{seed}" if seed is not None else ""), True,
+            f"the circuit of every edge, {shown}-ablating none, reproduces the model: max |diff| = {diff:.2e} "
+            f"(tolerance {FULL_CIRCUIT_ATOL:g}); {len(group)} edge-level circuit run(s)",
+        ))
+    return logits, tuple(checks)
+
+
+def _score_claims(
+    plan: FilePlan, ran: _Ran, max_rows: int, edge_logits: dict[EdgeRun, torch.Tensor] | None = None
+) -> list[ClaimResult]:
     """Every claim's measurement, in the plan's order; derived claims after the ones they read."""
     others = _other_models_logits(plan, max_rows)
     measured: dict[str, ClaimResult] = {}
@@ -280,7 +313,8 @@ def _score_claims(plan: FilePlan, ran: _Ran, max_rows: int) -> list[ClaimResult]
                 clean_logits=ran.clean_logits,
                 captured=ran.cache,
                 variant_logits={role: ran.logits[v] for role, v in claim.variants.items()}
-                | {role: others[id(m)] for role, m in claim.other_models.items()},
+                | {role: others[id(m)] for role, m in claim.other_models.items()}
+                | {role: (edge_logits or {})[r] for role, r in claim.edge_runs.items()},
             )
             measurement = claim.score(out)
         measured[claim.claim_id] = ClaimResult(claim.claim_id, measurement, time.perf_counter() - t)

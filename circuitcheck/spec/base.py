@@ -18,32 +18,48 @@ class Strict(BaseModel):
 
 
 class Threshold(Strict):
-    """Exactly one bound: ``{at_least: x}`` or ``{at_most: x}``."""
+    """Exactly one bound: ``{at_least: x}``, ``{at_most: x}``, or ``{within: m}`` (an equivalence bound,
+    ``|estimate| <= m``: the claim passes only when its whole interval lies inside ``[-m, m]``, fails when
+    the interval lies wholly outside, and is inconclusive otherwise)."""
 
     at_least: float | None = None
     at_most: float | None = None
+    within: float | None = Field(default=None, ge=0.0, description="Equivalence margin: |estimate| <= within")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Threshold:
-        if (self.at_least is None) == (self.at_most is None):
-            raise ValueError("give exactly one of 'at_least' or 'at_most'")
+        if sum(x is not None for x in (self.at_least, self.at_most, self.within)) != 1:
+            raise ValueError("give exactly one of 'at_least', 'at_most' or 'within'")
         return self
 
     @property
     def value(self) -> float:
+        if self.within is not None:
+            return self.within
         return self.at_least if self.at_least is not None else float(self.at_most or 0.0)
 
     @property
     def higher_is_better(self) -> bool:
-        """True for ``at_least``: an estimate worsens as it falls (for ``at_most``, as it rises)."""
+        """True for ``at_least``: an estimate worsens as it falls (for ``at_most``, as it rises; for
+        ``within``, as it moves away from zero, which this flag cannot say: it is False)."""
         return self.at_least is not None
 
     def passes(self, estimate: float) -> bool:
         if self.at_least is not None:
             return estimate >= self.at_least
+        if self.within is not None:
+            return abs(estimate) <= self.within
         return estimate <= self.value
 
+    def outside(self, lo: float, hi: float) -> bool:
+        """True when the interval ``[lo, hi]`` lies wholly on the failing side."""
+        if self.within is not None:
+            return hi < -self.within or lo > self.within
+        return not self.passes(lo) and not self.passes(hi)
+
     def __str__(self) -> str:
+        if self.within is not None:
+            return f"within ±{self.within:g}"
         return f">= {self.at_least:g}" if self.at_least is not None else f"<= {self.value:g}"
 
 

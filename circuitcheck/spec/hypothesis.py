@@ -17,7 +17,7 @@ from circuitcheck.spec.base import PositionSelection, Statistics, Strict
 from circuitcheck.spec.circuits import CircuitName, CircuitSpec, circuit_errors
 from circuitcheck.spec.components import SYNTAX_ERROR
 from circuitcheck.spec.kinds import claim_kinds, dataset_kinds
-from circuitcheck.spec.references import CLAIM, METRIC, SELECTION, references
+from circuitcheck.spec.references import CIRCUIT, CLAIM, METRIC, SELECTION, references
 from circuitcheck.spec.yaml_source import SourceMap, read_yaml
 
 REPORT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -200,7 +200,7 @@ SELECTION_FIX = "define it under 'positions:'"
 
 
 def _reference_errors(spec: Any, smap: SourceMap) -> list[SpecError]:
-    """Names that must resolve within the file: every field typed Selection, MetricName or ClaimRef."""
+    """Names that must resolve within the file: every field typed Selection, MetricName, ClaimRef or CircuitRef."""
     errors = []
     known = set(spec.positions) | {"all"}
     kinds = {c.id: c.kind for c in spec.claims}
@@ -214,6 +214,11 @@ def _reference_errors(spec: Any, smap: SourceMap) -> list[SpecError]:
             errors.append(
                 SpecError(where, dotted, f"unknown metric {name!r}", f"use one of: {', '.join(metrics.names())}")
             )
+        elif ref == CIRCUIT and name not in spec.circuits:
+            known_circuits = ", ".join(sorted(spec.circuits)) or "none yet"
+            errors.append(SpecError(
+                where, dotted, f"unknown circuit {name!r}", f"define it under 'circuits:' (known: {known_circuits})"
+            ))
         elif ref == CLAIM:
             owner = spec.claims[path[1]] if path[0] == "claims" else None
             problem = (

@@ -5,6 +5,7 @@ A spec field says what its text names by its type:
     Selection     a selection defined under ``positions:`` (or ``all``)    positions: Y
     MetricName    a registered metric                                      metric: accuracy
     ClaimRef      the id of another claim in the same file                 claims: [T5a, T5b]
+    CircuitRef    a circuit named under the file's ``circuits:``           circuit: induction
 
 Each is ``str`` at run time, annotated with a :class:`Reference` marker. ``validate`` finds every
 such field by walking the spec with :func:`references`, nested models, lists and optional fields
@@ -27,12 +28,13 @@ from pydantic import BaseModel
 class Reference:
     """What a spec field's text names; the metadata of :data:`Selection`, :data:`MetricName`, :data:`ClaimRef`."""
 
-    to: Literal["selection", "metric", "claim"]
+    to: Literal["selection", "metric", "claim", "circuit"]
 
 
 SELECTION = Reference("selection")
 METRIC = Reference("metric")
 CLAIM = Reference("claim")
+CIRCUIT = Reference("circuit")
 
 Selection = Annotated[str, SELECTION]
 """A spec field naming a position selection: one defined under ``positions:``, or ``all``."""
@@ -40,6 +42,8 @@ MetricName = Annotated[str, METRIC]
 """A spec field naming a registered metric (``circuitcheck.metrics``)."""
 ClaimRef = Annotated[str, CLAIM]
 """A spec field naming another claim of the same file by its id."""
+CircuitRef = Annotated[str, CIRCUIT]
+"""A spec field naming a circuit defined under the file's ``circuits:``."""
 
 Path = tuple[str | int, ...]
 

@@ -2,7 +2,8 @@
 
 pass: the whole interval is on the passing side of the threshold; fail: the whole
 interval is on the failing side (or the estimate is undefined); inconclusive:
-the interval straddles the threshold.
+the interval straddles the threshold. An equivalence bound ``within: m`` passes when the
+interval lies inside ``[-m, m]`` and fails when it lies wholly outside.
 """
 
 from __future__ import annotations
@@ -39,13 +40,13 @@ def decide(estimate: float, lo: float, hi: float, threshold: Threshold) -> Outco
         return "fail"
     if threshold.passes(lo) and threshold.passes(hi):
         return "pass"
-    if not threshold.passes(lo) and not threshold.passes(hi):
+    if threshold.outside(lo, hi):
         return "fail"
     return "inconclusive"
 
 
 def _more_data_hint(estimate: float, lo: float, hi: float, threshold: Threshold, n_examples: int | None) -> str:
-    margin = abs(estimate - threshold.value)
+    margin = abs(estimate - threshold.value) if threshold.within is None else abs(threshold.within - abs(estimate))
     half = (hi - lo) / 2.0
     if margin <= 0:
         return " The estimate sits on the threshold; no sample size resolves it."

@@ -5,19 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from circuitcheck.stats import holm
 from circuitcheck.verdict.verdict import HolmCheck, Verdict
 
-
-def holm(p_values: list[float]) -> list[float]:
-    """Holm-adjusted p-values, in the input order (monotone, capped at 1)."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    adjusted = [0.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, (m - rank) * p_values[i])
-        adjusted[i] = min(1.0, running)
-    return adjusted
+__all__ = ["apply_holm", "holm"]
 
 
 def apply_holm(verdicts: Sequence[Verdict], alphas: Mapping[str, float | None]) -> list[Verdict]:
