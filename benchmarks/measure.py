@@ -16,8 +16,11 @@ from typing import Any
 
 import torch
 
+from circuitcheck.plan.circuits import ModelShape
 from circuitcheck.plan.interventions import CLEAN, Variant
+from circuitcheck.run.edges import EdgeAblation, EdgeLayout, run_circuits
 from circuitcheck.run.engine import DEFAULT_MAX_ROWS, EngineInputs, Replacements, clean_run, run_naive, run_variants
+from circuitcheck.spec.circuits import Edge
 
 AGREEMENT_ATOL = 1e-5
 
@@ -136,13 +139,22 @@ def measure(
     def floor() -> None:
         floor_pass(model, tokens, len(variants), max_rows)
 
-    calls = {"clean": clean, "engine": engine, "naive": naive, "floor": floor}
+    return _rounds(name, workload, model, tokens, len(variants), method,
+                   {"clean": clean, "engine": engine, "naive": naive, "floor": floor})
+
+
+def _rounds(
+    name: str, workload: str, model: Any, tokens: torch.Tensor, n_variants: int, method: Method,
+    calls: dict[str, Callable[[], Any]],
+) -> Row:
+    """Warm-up and timed rounds of the four calls, interleaved (the order rotates each round);
+    then engine == naive, and how far the engine's logits moved from the clean run's."""
     order = list(calls)
     seconds: dict[str, list[float]] = {k: [] for k in calls}
     outputs: dict[str, Any] = {}
     gc.collect()  # once per workload: a full collection costs ~0.2 s with TL loaded
     with torch.no_grad():
-        clean()  # the engine and the naive loop read the cache even in the first round
+        calls["clean"]()  # the engine and the naive loop read the cache even in the first round
         for r in range(method.warmup + method.reps):
             shift = r % len(order)
             for key in order[shift:] + order[:shift]:
@@ -151,8 +163,37 @@ def measure(
                     seconds[key].append(s)
                 outputs.setdefault(key, out)
     diff = max_abs_diff(outputs["engine"], outputs["naive"])
-    effect = max_abs_diff(outputs["engine"], [outputs["clean"]] * len(variants))
+    effect = max_abs_diff(outputs["engine"], [outputs["clean"]] * n_variants)
     return Row(
-        name, workload, model.cfg.n_layers, len(variants), tokens.shape[0], tokens.shape[1],
+        name, workload, model.cfg.n_layers, n_variants, tokens.shape[0], tokens.shape[1],
         *(Timing.of(seconds[k]) for k in order), max_diff=diff, max_effect=effect,
     )
+
+
+def measure_edges(name: str, model: Any, circuits: list[list[Edge]], tokens: torch.Tensor, method: Method) -> Row:
+    """The ``edges`` workload, timed as :func:`measure` times the others: the clean run of the sender
+    hooks; the edge engine (``run_circuits``, mean ablation, which pays for its own clean run); the naive
+    reference (``tests/edge_reference.py``: one unstacked pass per circuit, one hook per receiver input);
+    the floor. The edge engine does not resume at a layer: every pass starts from the tokens."""
+    from tests.edge_reference import naive_ablated, naive_circuit  # run.py puts the repository on sys.path
+
+    max_rows = method.max_rows
+    ablation = EdgeAblation("mean")
+    hooks = set(EdgeLayout(ModelShape.of(model)).sender_hooks())
+    names = [{str(e) for e in edges} for edges in circuits]
+
+    def clean() -> torch.Tensor:
+        return clean_run(model, tokens, hooks, max_rows)[0]
+
+    def engine() -> list[torch.Tensor]:
+        return run_circuits(model, tokens, circuits, ablation, max_rows=max_rows)
+
+    def naive() -> list[torch.Tensor]:
+        ablated = naive_ablated(model, tokens, "mean", tokens)
+        return [naive_circuit(model, tokens, edges, ablated) for edges in names]
+
+    def floor() -> None:
+        floor_pass(model, tokens, len(circuits), max_rows)
+
+    return _rounds(name, "edges", model, tokens, len(circuits), method,
+                   {"clean": clean, "engine": engine, "naive": naive, "floor": floor})

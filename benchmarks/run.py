@@ -41,8 +41,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--models", nargs="+", default=None, help="a subset of the models")
     p.add_argument(
-        "--workloads", nargs="+", default=None, help="a subset of: sweep patching complements path baselines"
+        "--workloads", nargs="+", default=None,
+        help="a subset of: sweep patching complements path baselines edges (edges: the 2- and 4-layer models only)",
     )
+    p.add_argument("--no-edges-memory", action="store_true",
+                   help="skip the peak-memory runs of the edges workload (subprocesses, two --max-rows values)")
     p.add_argument(
         "--omp-wait-policy",
         choices=["passive", "inherit"],
@@ -106,6 +109,52 @@ def suite_cold_seconds() -> tuple[float, int]:
     return seconds, proc.returncode
 
 
+EDGES_MEMORY_MODEL = "native-4L-d128"
+EDGES_MEMORY_ROWS = (128, 1024)
+EDGES_MEMORY_COPIES = (1, 4)
+
+_MEMORY_SCRIPT = """
+import resource, sys, torch
+sys.path.insert(0, sys.argv[1])
+import workloads as wl
+from circuitcheck.run.edges import EdgeAblation, run_circuits
+torch.set_num_threads(int(sys.argv[2]))
+model = wl.load_model(sys.argv[3])
+tokens = wl.make_inputs(model, wl.SIZES[sys.argv[3]][1]).inputs["clean"]
+circuits = wl.edge_circuits(model) * int(sys.argv[5])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if int(sys.argv[4]):
+    run_circuits(model, tokens, circuits, EdgeAblation("mean"), max_rows=int(sys.argv[4]))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(len(circuits), before, after)
+"""
+
+
+def edges_memory(threads: int) -> list[dict[str, Any]]:
+    """Peak resident memory (``ru_maxrss``) of one edges run in a fresh process, per ``max_rows`` and
+    number of circuits (every edge's variant, repeated), on the full-size batch of the 4-layer model.
+    ``max_rows`` 0 loads the model and runs nothing: the baseline the others' growth is measured from."""
+    out = []
+    for max_rows, copies in [(0, 1), *((m, c) for m in EDGES_MEMORY_ROWS for c in EDGES_MEMORY_COPIES)]:
+        proc = subprocess.run(
+            [sys.executable, "-c", _MEMORY_SCRIPT, str(REPO / "benchmarks"), str(threads), EDGES_MEMORY_MODEL,
+             str(max_rows), str(copies)], cwd=REPO, capture_output=True, text=True, check=True,
+        )
+        n, before, after = (int(x) for x in proc.stdout.split()[-3:])
+        out.append({"model": EDGES_MEMORY_MODEL, "max_rows": max_rows or None, "circuits": n,
+                    "peak_mib": round(after / 1024, 1), "growth_mib": round((after - before) / 1024, 1)})
+    return out
+
+
+def memory_table(memory: list[dict[str, Any]]) -> str:
+    from tabulate import tabulate
+
+    head = ["model", "max_rows", "circuits", "peak MiB", "MiB over the loaded model"]
+    body = [[m["model"], m["max_rows"] or "(load only)", m["circuits"], m["peak_mib"], m["growth_mib"]]
+            for m in memory]
+    return str(tabulate(body, head, tablefmt="github", disable_numparse=True))
+
+
 def table(rows: list[Any]) -> str:
     from tabulate import tabulate
 
@@ -120,9 +169,14 @@ def summary(rows: list[Any], args: argparse.Namespace, suite: tuple[float, int] 
     import torch
 
     sweeps_1l = [r.naive_over_engine for r in rows if r.workload in ("sweep", "patching") and r.n_layers == 1]
+    # The headline medians stay over the node workloads, comparable with earlier runs; edges are reported apart.
+    nodes = [r for r in rows if r.workload != "edges"] or rows
+    edges = [r for r in rows if r.workload == "edges"]
     return {
-        "engine_over_floor": round(statistics.median(r.engine_over_floor for r in rows), 3),
-        "naive_over_engine": round(statistics.median(r.naive_over_engine for r in rows), 3),
+        "engine_over_floor": round(statistics.median(r.engine_over_floor for r in nodes), 3),
+        "naive_over_engine": round(statistics.median(r.naive_over_engine for r in nodes), 3),
+        "edges_engine_over_floor": {r.model: round(r.engine_over_floor, 3) for r in edges} or None,
+        "edges_naive_over_engine": {r.model: round(r.naive_over_engine, 3) for r in edges} or None,
         "naive_over_engine_1layer_sweeps": round(statistics.median(sweeps_1l), 3) if sweeps_1l else None,
         "suite_cold_seconds": round(suite[0], 2) if suite else None,
         "suite_exit": suite[1] if suite else None,
@@ -154,8 +208,10 @@ def benchmark(args: argparse.Namespace) -> int:
     import measure
     import workloads as wl
 
+    from circuitcheck.plan.interventions import CLEAN
     from circuitcheck.run.engine import DEFAULT_MAX_ROWS
 
+    sys.path.append(str(REPO))  # the naive edge reference lives in tests/edge_reference.py
     start = time.perf_counter()
     method = measure.Method(
         args.reps, args.warmup, args.max_rows or DEFAULT_MAX_ROWS, False if args.no_resume else None
@@ -165,14 +221,23 @@ def benchmark(args: argparse.Namespace) -> int:
         model = wl.load_model(name)
         data = wl.make_inputs(model, wl.SIZES[name][0 if args.quick else 1])
         for workload in args.workloads or wl.WORKLOADS:
-            variants = wl.build(workload, model, data, args.quick)
-            row = measure.measure(name, workload, model, variants, data, wl.captures(model, variants), method)
+            if not wl.runs_on(workload, name):
+                continue
+            if workload == "edges":
+                row = measure.measure_edges(name, model, wl.edge_circuits(model), data.inputs[CLEAN], method)
+            else:
+                variants = wl.build(workload, model, data, args.quick)
+                row = measure.measure(name, workload, model, variants, data, wl.captures(model, variants), method)
             print(f"{name:16} {workload:12} {row.n_variants:4} variants  engine {row.engine} ms  naive {row.naive} ms  "
                   f"floor {row.floor} ms  max|diff| {row.max_diff:.1e}", file=sys.stderr, flush=True)
             rows.append(row)
+    memory = None
+    if "edges" in (args.workloads or wl.WORKLOADS) and not args.no_edges_memory:
+        memory = edges_memory(args.threads)
+        print(memory_table(memory), file=sys.stderr)
     suite = None if args.no_suite else suite_cold_seconds()
     print(table(rows))
-    result = summary(rows, args, suite, time.perf_counter() - start)
+    result = summary(rows, args, suite, time.perf_counter() - start) | {"edges_memory": memory}
     if args.json_out:
         args.json_out.write_text(json.dumps({"summary": result, "rows": [row_json(r) for r in rows]}, indent=2) + "\n")
     bad = [r for r in rows if r.max_diff > measure.AGREEMENT_ATOL or r.max_effect == 0.0]
@@ -242,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown += [w for w in (args.workloads or []) + [args.profile_workload] if w not in wl.WORKLOADS]
     if unknown:
         sys.exit(f"unknown model or workload {unknown}; models: {known}; workloads: {list(wl.WORKLOADS)}")
+    if args.profile and args.profile_workload == "edges":
+        sys.exit("--profile-workload edges: --profile runs run_variants workloads only")
     if args.no_resume and not engine_resumes():
         sys.exit("--no-resume: this engine's run_variants has no resume option (it never resumes)")
     torch.set_num_threads(args.threads)

@@ -12,9 +12,12 @@ from typing import Any
 
 import torch
 
+from circuitcheck.plan.circuits import ModelShape
 from circuitcheck.plan.components import HookSite
 from circuitcheck.plan.interventions import CLEAN, HookEdit, PathSpec, Source, Variant
+from circuitcheck.run.edges import EdgeLayout
 from circuitcheck.run.engine import EngineInputs
+from circuitcheck.spec.circuits import Edge
 
 ALL = "all"
 
@@ -27,7 +30,10 @@ NATIVE = {
 
 ZOO = ("trigram", "caesar-easy")
 
-WORKLOADS = ("sweep", "patching", "complements", "path", "baselines")
+WORKLOADS = ("sweep", "patching", "complements", "path", "baselines", "edges")
+
+EDGE_MODELS = ("native-2L-d64", "native-4L-d128")
+"""The models the ``edges`` workload runs on (a minimality test over every edge; the others skip it)."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,17 @@ def baselines(model: Any, n: int = 100, seed: int = 2) -> list[Variant]:
     return variants
 
 
+def edge_circuits(model: Any) -> list[list[Edge]]:
+    """Minimality over every edge, as the ``minimality`` claim's candidates: one circuit per edge of
+    the full graph, the full graph minus that edge."""
+    every = EdgeLayout(ModelShape.of(model)).all_edges()
+    return [every[:i] + every[i + 1 :] for i in range(len(every))]
+
+
+def runs_on(workload: str, model_name: str) -> bool:
+    return workload != "edges" or model_name in EDGE_MODELS
+
+
 def build(workload: str, model: Any, data: EngineInputs, quick: bool) -> list[Variant]:
     if workload == "sweep":
         return sweep(model, data)
@@ -190,6 +207,8 @@ def build(workload: str, model: Any, data: EngineInputs, quick: bool) -> list[Va
         return path_patching(model, 1 if quick else None)
     if workload == "baselines":
         return baselines(model)
+    if workload == "edges":
+        raise ValueError("the edges workload runs circuits, not variants: use edge_circuits()")
     raise ValueError(f"unknown workload {workload!r}; expected one of {WORKLOADS}")
 
 

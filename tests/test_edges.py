@@ -1,8 +1,9 @@
 """Edge-level interventions (circuitcheck.run.edges) against a naive one-circuit-at-a-time reference.
 
-The reference below is written independently of the engine: one unstacked pass per circuit, one
-hook per receiver input, sender outputs kept by name, each receiver's input summed by hand in a
-Python loop over senders, its own layer order, and torch's LayerNorm on the native modules.
+The reference (tests/edge_reference.py, shared with benchmarks/) is written independently of the engine:
+one unstacked pass per circuit, one hook per receiver input, sender outputs kept by name, each receiver's
+input summed by hand in a Python loop over senders, its own layer order, and torch's LayerNorm on the
+native modules.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from circuitcheck.plan.circuits import ModelShape
 from circuitcheck.plan.components import HookSite
 from circuitcheck.plan.interventions import CLEAN, HookEdit, Variant
 from circuitcheck.run.edges import EdgeAblation, EdgeLayout, check_full_circuit, run_circuits
-from circuitcheck.run.engine import EngineInputs, Replacements, clean_run, derangement, run_naive
+from circuitcheck.run.engine import EngineInputs, Replacements, clean_run, run_naive
 from circuitcheck.spec.circuits import Edge, parse_edge
 from circuitcheck.zoo.build import build_bridge
 from tests.conftest import TINY_CONFIG
+from tests.edge_reference import RESAMPLE_SEED, naive_ablated, naive_circuit
 
 CONFIGS = {
     "1-layer": TINY_CONFIG | {"n_layers": 1, "seed": 11},
@@ -46,129 +48,8 @@ def model_and_tokens(request):
 
 
 def _ablation(method: str, corrupted: torch.Tensor) -> EdgeAblation:
-    return EdgeAblation(method, seed=3 if method == "resample" else None,  # type: ignore[arg-type]
+    return EdgeAblation(method, seed=RESAMPLE_SEED if method == "resample" else None,  # type: ignore[arg-type]
                         corrupted=corrupted if method == "corrupted" else None)
-
-
-# ---- the naive reference ------------------------------------------------------------------------
-
-
-def _names(model) -> list[str]:
-    """Sender names in forward order, written out by hand."""
-    names = ["embed", "pos_embed"]
-    for layer in range(model.cfg.n_layers):
-        names += [f"{layer}.{h}" for h in range(model.cfg.n_heads)]
-        if not model.cfg.attn_only:
-            names.append(f"mlp{layer}")
-    return names
-
-
-def _reads(sender: str, receiver: str) -> bool:
-    """Whether ``receiver`` ('L.H.x', 'mlpL', 'logits') reads ``sender``, from the layer rule."""
-    if receiver == "logits" or sender in ("embed", "pos_embed"):
-        return True
-    s_layer = int(sender[3:]) if sender.startswith("mlp") else int(sender.split(".")[0])
-    if receiver.startswith("mlp"):
-        r_layer = int(receiver[3:])
-        return s_layer < r_layer or (s_layer == r_layer and not sender.startswith("mlp"))
-    return s_layer < int(receiver.split(".")[0])
-
-
-def _outputs(model, cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each sender's output [n, seq, d] from a cache."""
-    out = {"embed": cache["hook_embed"], "pos_embed": cache["hook_pos_embed"].expand_as(cache["hook_embed"])}
-    for layer in range(model.cfg.n_layers):
-        for h in range(model.cfg.n_heads):
-            out[f"{layer}.{h}"] = cache[f"blocks.{layer}.attn.hook_z"][:, :, h] @ model.W_O[layer, h]
-        if not model.cfg.attn_only:
-            out[f"mlp{layer}"] = cache[f"blocks.{layer}.hook_mlp_out"]
-    return out
-
-
-def _run_cache(model, tokens):
-    with torch.no_grad():
-        return model.run_with_cache(tokens)[1]
-
-
-def naive_ablated(model, tokens, method: str, corrupted: torch.Tensor) -> dict[str, torch.Tensor]:
-    clean = _outputs(model, _run_cache(model, tokens))
-    if method == "zero":
-        return {k: torch.zeros_like(v) for k, v in clean.items()}
-    if method == "mean":
-        return {k: v.mean(0, keepdim=True).expand_as(v) for k, v in clean.items()}
-    if method == "resample":
-        perm = derangement(len(tokens), 3)
-        return {k: v[perm] for k, v in clean.items()}
-    return _outputs(model, _run_cache(model, corrupted))
-
-
-def naive_circuit(model, tokens, edges: set[str], ablated: dict[str, torch.Tensor]) -> torch.Tensor:
-    """One circuit, one pass: every receiver input rebuilt from its senders in a loop."""
-    names = _names(model)
-    current: dict[str, torch.Tensor] = {}
-    fired: dict[str, int] = {}
-
-    def input_of(receiver: str, bias_layers: int) -> torch.Tensor:
-        total = sum(model.b_O[layer] for layer in range(bias_layers)) if bias_layers else 0.0
-        for s in names:
-            if _reads(s, receiver):
-                total = total + (current[s] if f"{s} -> {receiver}" in edges else ablated[s])
-        return total
-
-    def keep(name, fn):
-        def hook(act, hook):
-            fired[name] = fired.get(name, 0) + 1
-            return fn(act)
-
-        return (name, hook)
-
-    def save_embed(key):
-        def fn(act):
-            current[key] = act.expand(len(tokens), *act.shape[-2:])
-
-        return fn
-
-    def save_z(layer):
-        def fn(act):
-            for h in range(model.cfg.n_heads):
-                current[f"{layer}.{h}"] = act[:, :, h] @ model.W_O[layer, h]
-
-        return fn
-
-    def save_mlp(layer):
-        def fn(act):
-            current[f"mlp{layer}"] = act
-
-        return fn
-
-    def qkv(layer, which):
-        ln = model.blocks[layer].ln1.original_component
-        w, b = getattr(model, f"W_{which.upper()}")[layer], getattr(model, f"b_{which.upper()}")[layer]
-
-        def fn(act):
-            out = torch.empty_like(act)
-            for h in range(model.cfg.n_heads):
-                x = input_of(f"{layer}.{h}.{which}", layer)
-                out[:, :, h] = ln(x) @ w[h] + b[h]
-            return out
-
-        return fn
-
-    def mlp_in(layer):
-        return lambda act: input_of(f"mlp{layer}", layer + 1)
-
-    hooks = [keep("hook_embed", save_embed("embed")), keep("hook_pos_embed", save_embed("pos_embed"))]
-    for layer in range(model.cfg.n_layers):
-        hooks.append(keep(f"blocks.{layer}.attn.hook_z", save_z(layer)))
-        hooks += [keep(f"blocks.{layer}.attn.hook_{w}", qkv(layer, w)) for w in "qkv"]
-        if not model.cfg.attn_only:
-            hooks.append(keep(f"blocks.{layer}.hook_mlp_out", save_mlp(layer)))
-            hooks.append(keep(f"blocks.{layer}.hook_resid_mid", mlp_in(layer)))
-    hooks.append(keep("ln_final.hook_in", lambda act: input_of("logits", model.cfg.n_layers)))
-    with torch.no_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
-    assert sorted(fired) == sorted(name for name, _ in hooks), "every naive hook fired"
-    return logits
 
 
 # ---- tests --------------------------------------------------------------------------------------
@@ -226,7 +107,7 @@ def _every_sender_ablated(model, tokens, method: str) -> torch.Tensor:
             sites.append(HookSite(f"blocks.{layer}.hook_mlp_out"))
     _, cache = clean_run(model, tokens, {s.hook for s in sites}, 100)
     masks = {"all": torch.ones(tokens.shape, dtype=torch.bool)}
-    seed = 3 if method == "resample" else None
+    seed = RESAMPLE_SEED if method == "resample" else None
     variant = Variant(edits=tuple(HookEdit(s, "all", method, seed) for s in sites))  # type: ignore[arg-type]
     with torch.no_grad():
         return run_naive(model, variant, EngineInputs({CLEAN: tokens}, masks), Replacements(cache, model, masks))

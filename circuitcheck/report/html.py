@@ -12,8 +12,9 @@ import re
 from html import escape
 from typing import Any
 
-from circuitcheck.report.figures import Figures
-from circuitcheck.report.svg import VERDICT_COLORS, Heatmap, bar_chart, heatmap, interval_bar
+from circuitcheck.report.circuit_svg import CircuitDrawing, circuit_svg
+from circuitcheck.report.figures import Figure, Figures
+from circuitcheck.report.svg import VERDICT_COLORS, bar_chart, heatmap, interval_bar
 from circuitcheck.report.text import headline, mark, outcome
 
 # A backslash at the end of a line continues the rule on the next: the string holds no newline there.
@@ -95,7 +96,11 @@ def _ladder(claim: dict[str, Any]) -> str:
     return bar_chart(bars, f"{claim['id']}: rung estimates in the declared order", VERDICT_COLORS[outcome(claim)])
 
 
-def claim_card(claim: dict[str, Any], confidence: float, figures: list[Heatmap], prefix: str = "") -> str:
+def figure_svg(figure: Figure) -> str:
+    return circuit_svg(figure) if isinstance(figure, CircuitDrawing) else heatmap(figure)
+
+
+def claim_card(claim: dict[str, Any], confidence: float, figures: list[Figure], prefix: str = "") -> str:
     color = VERDICT_COLORS[outcome(claim)]
     bar = interval_bar(claim["estimate"], claim["ci_low"], claim["ci_high"], claim["threshold"], color,
                        label=f"{claim['id']} estimate and interval")
@@ -111,7 +116,7 @@ def claim_card(claim: dict[str, Any], confidence: float, figures: list[Heatmap],
         parts.append(f'<p class="muted">Seed figure: {escape(claim["seed_figure"])}</p>')
     ladder = _ladder(claim)
     if ladder or figures:
-        parts.append(f'<div class="figs">{ladder}{"".join(heatmap(h) for h in figures)}</div>')
+        parts.append(f'<div class="figs">{ladder}{"".join(figure_svg(f) for f in figures)}</div>')
     parts.append(_details_table(claim["details"]))
     parts.append("</section>")
     return "\n".join(parts)
@@ -145,14 +150,24 @@ def checks_and_provenance(doc: dict[str, Any], on: str = "") -> str:
     ])
 
 
-def run_body(doc: dict[str, Any], figures: Figures, prefix: str = "") -> str:
-    """Summary table, one card per claim, then statistics, self-checks and provenance."""
+def circuits_section(circuits: list[CircuitDrawing], on: str = "") -> list[str]:
+    """The file's circuits as graphs; nothing for a file without circuits."""
+    if not circuits:
+        return []
+    return [f"<h2>Circuits{on}</h2>", f'<div class="figs">{"".join(circuit_svg(c) for c in circuits)}</div>']
+
+
+def run_body(
+    doc: dict[str, Any], figures: Figures, prefix: str = "", circuits: list[CircuitDrawing] | None = None
+) -> str:
+    """Summary table, the file's circuits (if any), one card per claim, then statistics, self-checks and provenance."""
     confidence = doc["statistics"]["confidence"]
     cards = [claim_card(c, confidence, figures.get(c["id"], []), prefix) for c in doc["claims"]]
     on = f" on {escape(prefix)}" if prefix else ""
     return "\n".join(
         [
             summary_table(doc["claims"], confidence, prefix),
+            *circuits_section(circuits or [], on),
             f"<h2>Claims{on}</h2>",
             *cards,
             checks_and_provenance(doc, on),
@@ -160,10 +175,10 @@ def run_body(doc: dict[str, Any], figures: Figures, prefix: str = "") -> str:
     )
 
 
-def run_html(doc: dict[str, Any], figures: Figures | None = None) -> str:
+def run_html(doc: dict[str, Any], figures: Figures | None = None, circuits: list[CircuitDrawing] | None = None) -> str:
     head = (
         f"<h1>circuitcheck report: {escape(doc['name'])}</h1>"
         f"<p><strong>{escape(headline(doc['summary']))}</strong> on model "
         f"<code>{escape(str(doc['provenance']['model']))}</code>.</p>"
     )
-    return page(f"circuitcheck: {doc['name']}", head + "\n" + run_body(doc, figures or {}))
+    return page(f"circuitcheck: {doc['name']}", head + "\n" + run_body(doc, figures or {}, circuits=circuits))

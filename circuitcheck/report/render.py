@@ -12,6 +12,7 @@ from tabulate import tabulate
 
 from circuitcheck.atomic import exclusive_lock, write_atomic
 from circuitcheck.errors import CircuitcheckError
+from circuitcheck.report.circuit_svg import CircuitDrawing
 from circuitcheck.report.figures import Figures
 from circuitcheck.report.html import run_html
 from circuitcheck.report.markdown_escape import md_code, md_text
@@ -62,6 +63,7 @@ def markdown(doc: dict[str, Any]) -> str:
             lines += ["", f"Seed figure: {md_text(c['seed_figure'])}."]
         details = ", ".join(f"{k} = {num(v)}" for k, v in c["details"].items())
         lines += ["", f"Details: {md_text(details)}"]
+        lines += edge_table(c)
     st = doc["statistics"]
     lines += [
         "",
@@ -84,6 +86,20 @@ def markdown(doc: dict[str, Any]) -> str:
     if "run_id" in doc:
         lines += [run_id_comment(doc["run_id"]), ""]
     return "\n".join(lines)
+
+
+def edge_table(c: dict[str, Any]) -> list[str]:
+    """A minimality claim's edges with their drop, interval, Holm p-value and verdict; nothing for other claims."""
+    edges = c["details"].get("edges")
+    if c["kind"] != "minimality" or not isinstance(edges, list):
+        return []
+    lines = ["", "| edge | drop | 95% interval | p (Holm) | edge verdict |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {md_text(e.get('edge'))} | {num(e.get('drop'))} | [{num(e.get('ci_low'))}, {num(e.get('ci_high'))}] "
+        f"| {num(e.get('p_holm'))} | {'necessary' if e.get('necessary') else 'redundant'} |"
+        for e in edges if isinstance(e, dict)
+    ]
+    return lines
 
 
 REPORT_SUFFIXES = ("md", "html", "json")
@@ -156,7 +172,9 @@ def write_stamped(
     return [paths["md"], paths["json"], paths["html"]]
 
 
-def write_reports(doc: dict[str, Any], report_dir: Path, figures: Figures | None = None) -> list[Path]:
+def write_reports(
+    doc: dict[str, Any], report_dir: Path, figures: Figures | None = None, circuits: list[CircuitDrawing] | None = None
+) -> list[Path]:
     """``<name>.md``, ``<name>.json`` and ``<name>.html`` of one run, sharing one ``run_id``; ``figures``
-    (from the run) go into the HTML."""
-    return write_stamped(doc, report_dir, markdown, lambda d: run_html(d, figures))
+    and ``circuits`` (from the run) go into the HTML."""
+    return write_stamped(doc, report_dir, markdown, lambda d: run_html(d, figures, circuits))

@@ -14,7 +14,7 @@ from typing import Any
 
 from circuitcheck.plan.compile import FilePlan
 from circuitcheck.report.document import build_document
-from circuitcheck.report.figures import attention_figures
+from circuitcheck.report.figures import attention_figures, circuit_figures
 from circuitcheck.report.render import terminal_table, write_reports
 from circuitcheck.report.text import headline
 from circuitcheck.run.execute import FileResult, run_file
@@ -49,9 +49,13 @@ class Report:
         return self.exit_code == 0
 
     def write(self, report_dir: str | os.PathLike[str]) -> list[Path]:
-        """Write ``<name>.md``, ``<name>.json`` and ``<name>.html`` (with attention heatmaps) into ``report_dir``;
-        returns their paths (md, json, html)."""
-        return write_reports(self.document, Path(report_dir), attention_figures(self.result))
+        """Write ``<name>.md``, ``<name>.json`` and ``<name>.html`` (with attention heatmaps and circuit graphs)
+        into ``report_dir``; returns their paths (md, json, html)."""
+        circuits, per_claim = circuit_figures(self.result, self.document)
+        figures = attention_figures(self.result)
+        for claim_id, drawn in per_claim.items():
+            figures.setdefault(claim_id, []).extend(drawn)
+        return write_reports(self.document, Path(report_dir), figures, circuits)
 
     def __str__(self) -> str:
         return terminal_table(self.document)

@@ -290,7 +290,7 @@ def _run_edges(plan: FilePlan, max_rows: int) -> tuple[dict[EdgeRun, torch.Tenso
         checks.append(SelfCheck(
             f"full_edge_circuit_{method}" + (f"_{seed}" if seed is not None else ""), True,
             f"the circuit of every edge, {shown}-ablating none, reproduces the model: max |diff| = {diff:.2e} "
-            f"(tolerance {FULL_CIRCUIT_ATOL:g}); {len(group)} edge-level circuit run(s)",
+            f"(tolerance {FULL_CIRCUIT_ATOL:g} x the largest |logit|); {len(group)} edge-level circuit run(s)",
         ))
     return logits, tuple(checks)
 
