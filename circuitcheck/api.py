@@ -48,6 +48,8 @@ def positive_whole_number(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
     return value
+
+
 SPEC_NAME = "<spec>"
 """What a spec built in Python is called in errors and provenance (its reports are ``spec.*`` unless it has
 a ``name``)."""
