@@ -15,10 +15,12 @@ from circuitcheck.claims.faithfulness import FaithfulnessClaim
 from circuitcheck.claims.localization import LocalizationClaim
 from circuitcheck.claims.minimality import MinimalityClaim
 from circuitcheck.claims.preservation import PreservationClaim
+from circuitcheck.plan.circuits import ModelShape
 from circuitcheck.run.execute import run_file
 from circuitcheck.spec.base import Statistics, Threshold
 from circuitcheck.testing import make_plan, tiny_model
 from circuitcheck.verdict.judge import decide, judge
+from circuitcheck.verdict.stage import judge_file
 
 TRUE = ["embed -> logits", "0.0 -> logits", "embed -> 0.0.v"]
 CIRCUITS = {
@@ -109,3 +111,87 @@ def test_unknown_circuit_is_a_plan_error(planted):
     claim = PreservationClaim.model_validate(COMMON | {"id": "x", "circuit": "nope", "threshold": {"within": 0.1}})
     with pytest.raises(PlanError, match="unknown circuit 'nope'"):
         make_plan(planted, [claim], circuits=CIRCUITS)
+
+
+DECOYS = ["0.2 -> logits", "0.1 -> logits", "1.0 -> logits"]  # heads whose W_O is zero: no edge carries anything
+
+
+def localization(id_, circuit, threshold, **extra):
+    return LocalizationClaim.model_validate(COMMON | {"id": id_, "circuit": circuit, "threshold": threshold} | extra)
+
+
+def test_localization_random_baseline_beats_chance_only_for_the_true_circuit(planted):
+    baseline = {"n": 39, "seed": 7, "alpha": 0.05}
+    claims_ = [
+        localization("loc_true", "true", {"at_least": 0.01}, random_baseline=baseline),
+        # at_least -1: the interval alone passes, so only the random baseline (alpha) can fail it
+        localization("loc_decoy", "decoy", {"at_least": -1.0}, random_baseline=baseline),
+    ]
+    result = run_file(make_plan(planted, claims_, circuits={"true": {"edges": TRUE}, "decoy": {"edges": DECOYS}}))
+    by_id = {r.claim_id: r.measurement for r in result.claims}
+    true, decoy = by_id["loc_true"], by_id["loc_decoy"]
+    assert true.random is not None and decoy.random is not None
+    assert true.random.n == decoy.random.n == 39
+    assert true.details["random_n"] == 39 and true.details["p_value"] == true.random.p_value
+    # no random 3-edge set removes as much as the whole true circuit: the smallest p-value there is
+    assert true.estimate > 0.01
+    assert true.random.p_value == pytest.approx(1 / 40)
+    assert true.random.mean < true.estimate
+    # the decoys carry nothing: every random set drops at least as much (KL >= 0), so p is large
+    assert decoy.estimate == pytest.approx(0.0, abs=1e-6)
+    assert decoy.random.p_value > 0.5
+
+    verdicts_ = {v.claim_id: v for v in judge_file(result).verdicts}
+    holm_true, holm_decoy = verdicts_["loc_true"].holm, verdicts_["loc_decoy"].holm
+    assert holm_true.p_adjusted == pytest.approx(min(1.0, 2 * true.random.p_value))  # the smaller of two p-values
+    assert holm_true.p_adjusted < 0.05 and verdicts_["loc_true"].verdict == "pass"
+    assert holm_decoy.p_adjusted >= 0.05
+    assert verdicts_["loc_decoy"].verdict == "fail", verdicts_["loc_decoy"].sentence
+    assert "Not better than chance at alpha 0.05" in verdicts_["loc_decoy"].sentence
+
+
+def test_localization_random_p_value_recomputed_from_the_random_drops(planted):
+    """Each random set, drawn as documented (seeded, same size, from the full graph), is scored as a
+    circuit of its own; the claim's mean and p-value must match those drops."""
+    n, seed = 12, 3
+    everything = ModelShape.of(planted).all_edges()
+    gen = torch.Generator().manual_seed(seed)
+    picks = [sorted(torch.randperm(len(everything), generator=gen)[: len(TRUE)].tolist()) for _ in range(n)]
+    circuits = {"true": {"edges": TRUE}} | {f"r{i}": {"edges": [str(everything[j]) for j in p]}
+                                            for i, p in enumerate(picks)}
+    claims_ = [localization("loc_true", "true", {"at_least": 0.01}, random_baseline={"n": n, "seed": seed})]
+    claims_ += [localization(f"loc_r{i}", f"r{i}", {"at_least": 0.0}) for i in range(n)]
+    result = run_file(make_plan(planted, claims_, circuits=circuits))
+    by_id = {r.claim_id: r.measurement for r in result.claims}
+    true = by_id["loc_true"]
+    drops = torch.tensor([by_id[f"loc_r{i}"].estimate for i in range(n)], dtype=torch.float64)
+    assert true.random.n == n
+    assert true.random.mean == pytest.approx(float(drops.mean()), rel=1e-6, abs=1e-9)
+    as_much = int((drops >= true.estimate).sum())
+    assert true.random.p_value == pytest.approx((1 + as_much) / (1 + n))
+    assert any(d > 1e-6 for d in drops.tolist()) or true.random.mean == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("circuit", ["true", "missing"])
+def test_preservation_ratio_is_the_difference_over_the_model(planted, circuit):
+    """estimate: ratio is M_circuit / M_model - 1, i.e. the difference estimate over M_model (on a metric whose
+    model value is far from zero: loss), and is judged with the same equivalence bound."""
+    def make(id_, estimate, within):
+        return PreservationClaim.model_validate(COMMON | {
+            "id": id_, "circuit": circuit, "metric": "loss", "threshold": {"within": within}, "estimate": estimate,
+        })
+
+    claims_ = [make("diff", "difference", 0.01), make("ratio", "ratio", 0.01)]
+    found = verdicts(planted, claims_)
+    diff, ratio = found["diff"], found["ratio"]
+    kept, model = ratio.details["metric_circuit"], ratio.details["metric_model"]
+    assert (kept, model) == (diff.details["metric_circuit"], diff.details["metric_model"])
+    assert abs(model) > 1.0
+    assert diff.estimate == pytest.approx(kept - model, rel=1e-9, abs=1e-12)
+    assert ratio.estimate == pytest.approx(kept / model - 1.0, rel=1e-9, abs=1e-12)
+    assert ratio.estimate == pytest.approx(diff.estimate / model, rel=1e-9, abs=1e-12)
+    expected = "pass" if ratio.ci_low >= -0.01 and ratio.ci_high <= 0.01 else (
+        "fail" if ratio.ci_low > 0.01 or ratio.ci_high < -0.01 else "inconclusive")
+    assert ratio.verdict == expected
+    assert ratio.verdict == ("pass" if circuit == "true" else "fail"), ratio.sentence
+    assert abs(ratio.estimate) < 1e-6 if circuit == "true" else abs(ratio.estimate) > 0.01
