@@ -20,7 +20,7 @@ from circuitcheck.run.execute import run_file
 from circuitcheck.spec.base import Statistics, Threshold
 from circuitcheck.testing import make_plan, tiny_model
 from circuitcheck.verdict.judge import decide, judge
-from circuitcheck.verdict.stage import judge_file
+from circuitcheck.verdict.multiple import apply_holm
 
 TRUE = ["embed -> logits", "0.0 -> logits", "embed -> 0.0.v"]
 CIRCUITS = {
@@ -120,28 +120,35 @@ def localization(id_, circuit, threshold, **extra):
     return LocalizationClaim.model_validate(COMMON | {"id": id_, "circuit": circuit, "threshold": threshold} | extra)
 
 
+# top1_agreement, not kl: kl is not monotone in what is removed here (removing embed -> logits alone leaves
+# 0.0 -> logits confidently wrong, a larger kl than removing the whole circuit), so under kl random sets
+# holding embed -> logits out-drop the true circuit.
+
+
 def test_localization_random_baseline_beats_chance_only_for_the_true_circuit(planted):
-    baseline = {"n": 39, "seed": 7, "alpha": 0.05}
+    extra = {"random_baseline": {"n": 79, "seed": 7, "alpha": 0.05}, "metric": "top1_agreement"}
     claims_ = [
-        localization("loc_true", "true", {"at_least": 0.01}, random_baseline=baseline),
+        localization("loc_true", "true", {"at_least": 0.5}, **extra),
         # at_least -1: the interval alone passes, so only the random baseline (alpha) can fail it
-        localization("loc_decoy", "decoy", {"at_least": -1.0}, random_baseline=baseline),
+        localization("loc_decoy", "decoy", {"at_least": -1.0}, **extra),
     ]
     result = run_file(make_plan(planted, claims_, circuits={"true": {"edges": TRUE}, "decoy": {"edges": DECOYS}}))
     by_id = {r.claim_id: r.measurement for r in result.claims}
     true, decoy = by_id["loc_true"], by_id["loc_decoy"]
     assert true.random is not None and decoy.random is not None
-    assert true.random.n == decoy.random.n == 39
-    assert true.details["random_n"] == 39 and true.details["p_value"] == true.random.p_value
+    assert true.random.n == decoy.random.n == 79
+    assert true.details["random_n"] == 79 and true.details["p_value"] == true.random.p_value
     # no random 3-edge set removes as much as the whole true circuit: the smallest p-value there is
-    assert true.estimate > 0.01
-    assert true.random.p_value == pytest.approx(1 / 40)
+    assert true.estimate > 0.5
+    assert true.random.p_value == pytest.approx(1 / 80)
     assert true.random.mean < true.estimate
-    # the decoys carry nothing: every random set drops at least as much (KL >= 0), so p is large
+    # the decoys carry nothing: every random set drops at least as much (agreement <= 1), so p is 1
     assert decoy.estimate == pytest.approx(0.0, abs=1e-6)
-    assert decoy.random.p_value > 0.5
+    assert decoy.random.p_value == pytest.approx(1.0)
 
-    verdicts_ = {v.claim_id: v for v in judge_file(result).verdicts}
+    # as circuitcheck.verdict.stage.judge_file does (make_plan's spec has no statistics block)
+    judged = [judge(c, r, Statistics()) for c, r in zip(claims_, result.claims, strict=True)]
+    verdicts_ = {v.claim_id: v for v in apply_holm(judged, {c.id: c.random_baseline.alpha for c in claims_})}
     holm_true, holm_decoy = verdicts_["loc_true"].holm, verdicts_["loc_decoy"].holm
     assert holm_true.p_adjusted == pytest.approx(min(1.0, 2 * true.random.p_value))  # the smaller of two p-values
     assert holm_true.p_adjusted < 0.05 and verdicts_["loc_true"].verdict == "pass"
@@ -153,23 +160,29 @@ def test_localization_random_baseline_beats_chance_only_for_the_true_circuit(pla
 def test_localization_random_p_value_recomputed_from_the_random_drops(planted):
     """Each random set, drawn as documented (seeded, same size, from the full graph), is scored as a
     circuit of its own; the claim's mean and p-value must match those drops."""
-    n, seed = 12, 3
+    n, seed = 39, 7
     everything = ModelShape.of(planted).all_edges()
     gen = torch.Generator().manual_seed(seed)
     picks = [sorted(torch.randperm(len(everything), generator=gen)[: len(TRUE)].tolist()) for _ in range(n)]
-    circuits = {"true": {"edges": TRUE}} | {f"r{i}": {"edges": [str(everything[j]) for j in p]}
-                                            for i, p in enumerate(picks)}
+    # removing a random set = keeping its complement: with kl (0 on the model itself), the preservation
+    # difference of the complement is exactly the localization drop of the set
+    circuits = {"true": {"edges": TRUE}} | {
+        f"r{i}": {"edges": [str(e) for j, e in enumerate(everything) if j not in p]} for i, p in enumerate(picks)
+    }
     claims_ = [localization("loc_true", "true", {"at_least": 0.01}, random_baseline={"n": n, "seed": seed})]
-    claims_ += [localization(f"loc_r{i}", f"r{i}", {"at_least": 0.0}) for i in range(n)]
+    claims_ += [PreservationClaim.model_validate(COMMON | {"id": f"r{i}", "circuit": f"r{i}", "threshold": {
+        "within": 0.01}}) for i in range(n)]
     result = run_file(make_plan(planted, claims_, circuits=circuits))
     by_id = {r.claim_id: r.measurement for r in result.claims}
     true = by_id["loc_true"]
-    drops = torch.tensor([by_id[f"loc_r{i}"].estimate for i in range(n)], dtype=torch.float64)
+    assert all(by_id[f"r{i}"].details["metric_model"] == pytest.approx(0.0, abs=1e-9) for i in range(n))
+    drops = torch.tensor([by_id[f"r{i}"].estimate for i in range(n)], dtype=torch.float64)
     assert true.random.n == n
     assert true.random.mean == pytest.approx(float(drops.mean()), rel=1e-6, abs=1e-9)
     as_much = int((drops >= true.estimate).sum())
     assert true.random.p_value == pytest.approx((1 + as_much) / (1 + n))
-    assert any(d > 1e-6 for d in drops.tolist()) or true.random.mean == pytest.approx(0.0, abs=1e-6)
+    # under kl (see above) some random sets out-drop the true circuit: a p-value other than the minimum
+    assert 0 < as_much < n and true.random.p_value > 1 / (1 + n)
 
 
 @pytest.mark.parametrize("circuit", ["true", "missing"])
@@ -192,6 +205,8 @@ def test_preservation_ratio_is_the_difference_over_the_model(planted, circuit):
     assert ratio.estimate == pytest.approx(diff.estimate / model, rel=1e-9, abs=1e-12)
     expected = "pass" if ratio.ci_low >= -0.01 and ratio.ci_high <= 0.01 else (
         "fail" if ratio.ci_low > 0.01 or ratio.ci_high < -0.01 else "inconclusive")
-    assert ratio.verdict == expected
-    assert ratio.verdict == ("pass" if circuit == "true" else "fail"), ratio.sentence
-    assert abs(ratio.estimate) < 1e-6 if circuit == "true" else abs(ratio.estimate) > 0.01
+    assert ratio.verdict == expected, ratio.sentence
+    if circuit == "true":
+        assert abs(ratio.estimate) < 1e-6 and ratio.verdict == "pass", ratio.sentence
+    else:  # the loss barely moves without 0.0 -> logits: the point estimate is off zero, the interval wide
+        assert ratio.verdict != "pass" and abs(ratio.estimate) > 1e-3, ratio.sentence
