@@ -271,14 +271,17 @@ def _run_pass(model: Any, prep: _Prepared, keep: torch.Tensor, tokens: torch.Ten
 
 def check_full_circuit(
     model: Any, tokens: torch.Tensor, ablation: EdgeAblation, *, max_rows: int = DEFAULT_MAX_ROWS,
-    atol: float = FULL_CIRCUIT_ATOL,
+    atol: float = FULL_CIRCUIT_ATOL, clean_logits: torch.Tensor | None = None,
 ) -> float:
     """The self-check: the circuit of every edge reproduces the model; returns the max |difference|,
-    raises :class:`SelfCheckError` past ``atol`` times the largest |logit| (at least 1)."""
+    raises :class:`SelfCheckError` past ``atol`` times the largest |logit| (at least 1). Pass the model's
+    ``clean_logits`` when the caller has them, so the check costs no second clean pass."""
     layout = EdgeLayout(ModelShape.of(model))
     (full,) = run_circuits(model, tokens, [layout.all_edges()], ablation, max_rows=max_rows)
-    with torch.no_grad():
-        want = model(tokens)
+    if clean_logits is None:
+        with torch.no_grad():
+            clean_logits = model(tokens)
+    want = clean_logits
     diff = float((full - want).abs().max())
     tolerance = atol * max(1.0, float(want.abs().max()))
     if diff > tolerance:

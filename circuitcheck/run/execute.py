@@ -141,7 +141,7 @@ def run_file(
     runs = _build_runs(plan)
     ran = _run_all(plan, runs, max_rows, resume, progress)
     checks = _self_checks(runs, ran)
-    edge_logits, edge_checks = _run_edges(plan, max_rows)
+    edge_logits, edge_checks = _run_edges(plan, max_rows, ran.clean_logits)
     checks += edge_checks
     results = _score_claims(plan, ran, max_rows, edge_logits)
     rows = len(plan.batch.tokens) * (len(runs.variants) + 1)  # + 1: the clean run
@@ -267,7 +267,9 @@ def _other_models_logits(plan: FilePlan, max_rows: int) -> dict[int, torch.Tenso
     return others
 
 
-def _run_edges(plan: FilePlan, max_rows: int) -> tuple[dict[EdgeRun, torch.Tensor], tuple[SelfCheck, ...]]:
+def _run_edges(
+    plan: FilePlan, max_rows: int, clean_logits: torch.Tensor
+) -> tuple[dict[EdgeRun, torch.Tensor], tuple[SelfCheck, ...]]:
     """Every claim's edge-level circuit runs, stacked per ablation, and for each ablation the
     self-check that the full circuit reproduces the model (none when no claim runs edges)."""
     model, tokens = plan.loaded.model, plan.batch.tokens
@@ -281,7 +283,7 @@ def _run_edges(plan: FilePlan, max_rows: int) -> tuple[dict[EdgeRun, torch.Tenso
     checks = []
     for (method, seed), group in by_ablation.items():
         ablation = EdgeAblation(method, seed)  # type: ignore[arg-type]
-        diff = check_full_circuit(model, tokens, ablation, max_rows=max_rows)
+        diff = check_full_circuit(model, tokens, ablation, max_rows=max_rows, clean_logits=clean_logits)
         outs = run_circuits(model, tokens, [r.edges for r in group], ablation, max_rows=max_rows)
         for edge_run, out in zip(group, outs, strict=True):
             _check_finite(f"edge run: {edge_run.describe()}", out)

@@ -20,7 +20,7 @@ edge set of ``all_except``) is checked when the file compiles (:mod:`circuitchec
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Union
 
@@ -67,19 +67,21 @@ class Edge:
         return f"{self.sender} {ARROW} {self.receiver}"
 
 
+def _parsed_or_none(parse: Callable[[str], Any], text: str) -> Any:
+    """``parse(text)``, or None where it is not that syntax: the caller then explains what ``text`` is instead."""
+    try:
+        return parse(text)
+    except ComponentSyntaxError:
+        return None
+
+
 def _sender(text: str) -> Sender:
     if text == "logits":
         raise ComponentSyntaxError("'logits' only receives; it cannot send", SENDER_FIX)
-    try:
-        found = parse_component(text)
-    except ComponentSyntaxError:
-        found = None
+    found = _parsed_or_none(parse_component, text)
     if isinstance(found, Embed | PosEmbed | Head | Mlp):
         return found
-    try:
-        as_receiver = parse_receiver(text)
-    except ComponentSyntaxError:
-        as_receiver = None
+    as_receiver = _parsed_or_none(parse_receiver, text)
     if isinstance(as_receiver, HeadInput):
         raise ComponentSyntaxError(
             f"{text!r} is a head's input; a head sends from its output", f"write '{as_receiver.head} -> ...'"
@@ -115,18 +117,12 @@ def parse_node(text: str) -> Node:
     """A node of the shorthand: ``embed``, ``pos_embed``, ``L.H``, ``mlpL`` or ``logits``."""
     if text == "logits":
         return Logits()
-    try:
-        found = parse_component(text)
-    except ComponentSyntaxError:
-        found = None
+    found = _parsed_or_none(parse_component, text)
     if isinstance(found, Embed | PosEmbed | Head | Mlp):
         return found
     if found is not None and str(found).startswith("attn"):
         raise ComponentSyntaxError(f"{text!r} is a whole layer; list its heads one by one", NODE_FIX)
-    try:
-        as_receiver = parse_receiver(text)
-    except ComponentSyntaxError:
-        as_receiver = None
+    as_receiver = _parsed_or_none(parse_receiver, text)
     if isinstance(as_receiver, HeadInput):
         raise ComponentSyntaxError(
             f"{text!r} is a head's input, not a node",
