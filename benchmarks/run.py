@@ -117,14 +117,22 @@ _MEMORY_SCRIPT = """
 import resource, sys, torch
 sys.path.insert(0, sys.argv[1])
 import workloads as wl
+from circuitcheck.metrics import metrics
 from circuitcheck.run.edges import EdgeAblation, run_circuits
+from circuitcheck.run.readouts import Readouts, Want
 torch.set_num_threads(int(sys.argv[2]))
 model = wl.load_model(sys.argv[3])
 tokens = wl.make_inputs(model, wl.SIZES[sys.argv[3]][1]).inputs["clean"]
 circuits = wl.edge_circuits(model) * int(sys.argv[5])
+# What run_file does: every circuit's logits reduced in the chunk loop to one metric at every scored position.
+scored = torch.ones_like(tokens, dtype=torch.bool)
+scored[:, -1] = False
+targets = torch.cat([tokens[:, 1:], torch.full((len(tokens), 1), -1)], 1)
+wants = {i: [Want(metrics.get("logprob"), scored)] for i in range(len(circuits))}
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if int(sys.argv[4]):
-    run_circuits(model, tokens, circuits, EdgeAblation("mean"), max_rows=int(sys.argv[4]))
+    sink = Readouts(targets, wants, [], window=int(sys.argv[4]))
+    run_circuits(model, tokens, circuits, EdgeAblation("mean"), max_rows=int(sys.argv[4]), sink=sink)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(len(circuits), before, after)
 """
@@ -132,7 +140,8 @@ print(len(circuits), before, after)
 
 def edges_memory(threads: int) -> list[dict[str, Any]]:
     """Peak resident memory (``ru_maxrss``) of one edges run in a fresh process, per ``max_rows`` and
-    number of circuits (every edge's variant, repeated), on the full-size batch of the 4-layer model.
+    number of circuits (every edge's variant, repeated), on the full-size batch of the 4-layer model; each
+    circuit's logits go to a :class:`~circuitcheck.run.readouts.Readouts` sink as in ``run_file``.
     ``max_rows`` 0 loads the model and runs nothing: the baseline the others' growth is measured from."""
     out = []
     for max_rows, copies in [(0, 1), *((m, c) for m in EDGES_MEMORY_ROWS for c in EDGES_MEMORY_COPIES)]:

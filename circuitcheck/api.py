@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,6 +48,25 @@ def positive_whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """A finite number > 0 (``run --memory-budget``); an ArgumentTypeError says what was wrong."""
+    value = non_negative_number(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    """A finite number >= 0 (``compare --min-effect``); an ArgumentTypeError says what was wrong."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
     return value
 
 
@@ -87,7 +107,7 @@ def check(
     path_or_spec: PathLike | Mapping[str, Any] | BaseModel, model: str | None = None, *,
     max_rows: int | None = None, resume: bool = True,
     baseline: PathLike | None = None, report_dir: PathLike | None = None, argv: Sequence[str] | None = None,
-    tracker: Tracker | None = None,
+    tracker: Tracker | None = None, memory_budget_gib: float | None = None,
 ) -> Report:
     """Load, compile, run and judge a hypothesis file (or a spec built in Python: a mapping shaped like the
     YAML, or a spec object); returns its :class:`Report`.
@@ -96,6 +116,8 @@ def check(
       to the current directory; the file's own ``model:`` resolves against the file's folder).
     - ``max_rows``: most sequences in one stacked forward pass (default 4096); lower it on a small machine.
     - ``resume``: resume intervention passes from cached clean activations (False: run every pass from the tokens).
+    - ``memory_budget_gib``: the most clean activations a run may keep, in GiB (default: 10% of RAM); resume
+      caches that do not fit are dropped, and activations the claims need that do not fit are an error.
     - ``baseline``: a baseline JSON written by ``circuitcheck baseline``; claims that regressed fail.
     - ``report_dir``: also write ``<name>.{md,json,html}`` there (or call ``report.write(folder)`` later).
     - ``argv``: the command a report's provenance records; ``tracker``: a progress bar (the CLI's).
@@ -116,6 +138,7 @@ def check(
         report = run_plan(
             plan, max_rows=_engine_rows(max_rows), resume=resume, progress=tracker.note if tracker else None,
             baseline=stored, argv=list(argv) if argv is not None else None,
+            memory_budget=None if memory_budget_gib is None else int(memory_budget_gib * 2**30),
         )
     if report_dir is not None:
         report.write(report_dir)
@@ -125,23 +148,29 @@ def check(
 def compare(
     path: PathLike, models: Sequence[str] = (), *, max_rows: int | None = None, resume: bool = True,
     report_dir: PathLike | None = None, models_base: PathLike | None = None, argv: Sequence[str] | None = None,
-    tracker: Tracker | None = None,
+    tracker: Tracker | None = None, min_effect: float | None = None,
 ) -> ComparisonReport:
     """Run the file at ``path`` on each of ``models`` (or the file's ``variants:``; at least two) on the
     same seeded data, and compare them claim by claim against the first.
 
-    Relative model paths resolve against ``models_base`` when given (a command line passes the current
-    directory), else against the file's folder. ``max_rows``, ``resume``, ``report_dir``, ``argv`` and
-    ``tracker`` are as for :func:`check`.
+    ``min_effect``: the smallest difference that matters (on each claim's estimate scale); a difference is
+    marked only when its interval excludes zero and its size is at least this, or the claim's own
+    ``min_effect``. Relative model paths resolve against ``models_base`` when given (a command line passes
+    the current directory), else against the file's folder. ``max_rows``, ``resume``, ``report_dir``,
+    ``argv`` and ``tracker`` are as for :func:`check`.
     """
     from circuitcheck import comparison
     from circuitcheck.comparison.report import comparison_report
 
+    if min_effect is not None and not (math.isfinite(min_effect) and min_effect >= 0):
+        from circuitcheck.errors import CircuitcheckError
+
+        raise CircuitcheckError(f"min_effect must be a finite number >= 0, got {min_effect}")
     found = comparison.compare_file(
         Path(path), models, _engine_rows(max_rows), list(argv) if argv is not None else None, tracker,
         resume=resume, models_base=Path(models_base) if models_base is not None else None,
     )
-    report = comparison_report(found)
+    report = comparison_report(found, min_effect)
     if report_dir is not None:
         report.write(report_dir)
     return report

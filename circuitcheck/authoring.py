@@ -123,5 +123,7 @@ def scaffold(loaded: LoadedModel, model_ref: str) -> str:
         "    positions: scored",
         "    metric: logprob",
         "    threshold: {at_least: 0.99}",
+        "    allow_vacuous: true     # every component is the model itself: the vacuity lint refuses it otherwise",
+        "    vacuous_reason: a sanity check of the ablation engine, not a finding; name a smaller circuit instead",
     ]
     return "\n".join(lines) + "\n"

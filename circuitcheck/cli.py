@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from circuitcheck.api import MAX_ROWS_HELP, positive_whole_number
+from circuitcheck.api import MAX_ROWS_HELP, non_negative_number, positive_number, positive_whole_number
 from circuitcheck.errors import CircuitcheckError
 from circuitcheck.report.progress import Tracker, progress_wanted
 
@@ -98,6 +98,7 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[d
         args.model,
         max_rows=args.max_rows,
         resume=args.resume,
+        memory_budget_gib=args.memory_budget,
         baseline=args.baseline or None,
         argv=argv,
         tracker=tracker,
@@ -177,6 +178,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             models_base=Path.cwd(),
             argv=_argv(args, args.file),
             tracker=tracker,
+            min_effect=args.min_effect,
         )
     with _writing("reports"):
         written = report.write(args.report_dir)
@@ -231,6 +233,16 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _memory_option(parser: argparse.ArgumentParser) -> None:
+    """For the commands that run files one at a time (``compare`` runs with the default budget)."""
+    parser.add_argument(
+        "--memory-budget", type=positive_number, default=None, metavar="GIB",
+        help="the most clean activations a run keeps, in GiB (default: 10%% of RAM); caches for resuming passes "
+        "that do not fit are dropped (passes start from the tokens), activations the claims need that do not fit "
+        "are an error",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitcheck", description="Test circuit hypotheses written as YAML files.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
@@ -238,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run hypothesis files and write reports")
     run.add_argument("files", nargs="+")
-    run.add_argument("--report-dir", default="reports", help="where <name>.md and <name>.json go (default: reports)")
+    run.add_argument(
+        "--report-dir", default="reports",
+        help="where <name>.md, <name>.json and <name>.html go (default: reports)",
+    )
     run.add_argument(
         "--model",
         default=None,
@@ -246,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         "directory relative to the current directory (a file's own model: resolves against the file's folder)",
     )
     _engine_options(run)
+    _memory_option(run)
     run.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
     run.add_argument("--junit", default=None, metavar="PATH", help="also write a JUnit XML report of every file run")
     run.add_argument(
@@ -255,9 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     base = sub.add_parser("baseline", help="run files and write (or update) a baseline of their estimates")
     base.add_argument("files", nargs="+")
     base.add_argument("--out", required=True, metavar="JSON", help="the baseline file to write or update")
-    base.add_argument("--report-dir", default="reports")
+    base.add_argument(
+        "--report-dir", default="reports",
+        help="where each file's <name>.md, <name>.json and <name>.html go (default: reports)",
+    )
     base.add_argument("--model", default=None)
     _engine_options(base)
+    _memory_option(base)
     base.add_argument("--quiet", action="store_true")
     base.set_defaults(func=cmd_baseline, junit=None, baseline=None)
     run.set_defaults(func=cmd_run)
@@ -283,8 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _engine_options(compare)
     compare.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
+    compare.add_argument("--min-effect", type=non_negative_number, default=None, metavar="X",
+                         help="the smallest difference that matters: mark a difference only when its interval "
+                              "excludes zero and its size is at least X (a claim's own 'min_effect:' wins; "
+                              "default 0: any difference that excludes zero)")
     compare.add_argument("--fail-on-difference", action="store_true",
-                         help="exit 1 when a paired difference excludes zero (a CI check that variants agree)")
+                         help="exit 1 when a difference is marked (its interval excludes zero and its size is at "
+                              "least the min effect): a CI check that variants agree")
     compare.set_defaults(func=cmd_compare)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of hypothesis files (for editors)")

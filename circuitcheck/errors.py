@@ -71,6 +71,10 @@ class SelfCheckError(CircuitcheckError):
     """An engine invariant failed: the run is invalid, never a pass."""
 
 
+class MemoryBudgetError(CircuitcheckError):
+    """A run would keep more than its memory budget (``--memory-budget``); raised before the clean pass."""
+
+
 class PlanError(CircuitcheckError):
     """A spec that parsed but does not fit the model or data.
 

@@ -80,10 +80,12 @@ class ClaimItem(pytest.Item):
         assert isinstance(parent, HypothesisFileCollector)
         report, written = parent.run_once()
         if not report.claims[self.name].passed:
-            claim = next(c for c in report.document["claims"] if c["id"] == self.name)  # numbers as the JSON shows them
-            raise ClaimFailed(
+            from circuitcheck.report.text import num
+
+            claim = next(c for c in report.document["claims"] if c["id"] == self.name)
+            raise ClaimFailed(  # numbers as the reports show them: 4 significant digits, n/a when undefined
                 f"{claim['verdict'].upper()}: {claim['statement']}\n"
-                f"  estimate {claim['estimate']} (CI {claim['ci_low']} .. {claim['ci_high']}), "
+                f"  estimate {num(claim['estimate'])} (CI {num(claim['ci_low'])} .. {num(claim['ci_high'])}), "
                 f"threshold {claim['threshold']}\n"
                 f"  {claim['sentence']}\n"
                 f"  report: {written}"

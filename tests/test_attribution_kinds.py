@@ -155,7 +155,7 @@ def _run(write_yaml, text: str):
 
 def test_skip_trigram_fit_fails_on_xor_and_passes_where_the_task_is_a_skip_trigram(write_yaml) -> None:
     xor = _run(write_yaml, XOR_FILE.format(strings=""))[0]
-    assert xor.verdict == "fail" and xor.estimate < 0.7
+    assert xor.verdict == "fail" and 0.75 <= xor.estimate < 0.85
     # With the first character fixed to A the answer depends on the second character only:
     # the model is then a skip-trigram ensemble on this data, and the fit must say so.
     fixed = _run(write_yaml, XOR_FILE.format(strings=", strings: [ACQT, ADQF]"))[0]

@@ -41,7 +41,7 @@ def test_unchanged_model_passes_and_degraded_model_regresses(tmp_path, capsys):
                  "--report-dir", str(tmp_path / "worse"), "--quiet"])
     doc = json.loads((tmp_path / "worse" / "trigram.json").read_text())
     regressed = [c["id"] for c in doc["claims"] if "REGRESSION" in c["sentence"]]
-    assert code == 1 and "X-patching" not in regressed and regressed
+    assert code == 1 and "T3" not in regressed and regressed
     assert all(doc["claims"][i]["verdict"] == "fail" for i, c in enumerate(doc["claims"]) if c["id"] in regressed)
     capsys.readouterr()
 
@@ -72,6 +72,8 @@ claims:
     positions: Y
     metric: correct_prob
     threshold: {{at_least: 0.5}}
+    allow_vacuous: true
+    vacuous_reason: patching the only head at Y restores everything; the test needs an estimate that then goes undefined
 """
 
 

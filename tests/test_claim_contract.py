@@ -12,7 +12,7 @@ from circuitcheck.claims.base import ClaimKindError, ClaimSpec, CompileContext, 
 from circuitcheck.claims.base import sequence_sums as _sequence_sums
 from circuitcheck.errors import SpecError, SpecErrors
 from circuitcheck.metrics import metrics
-from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, reads
 from circuitcheck.plugins import load_extensions
 from circuitcheck.spec import hypothesis
 from circuitcheck.spec.base import Strict
@@ -221,12 +221,13 @@ class WindowedClaim(ClaimSpec):
         metric, mask = ctx.metric(self.metric), ctx.scored(self.window.at, "window")
 
         def score(out: ClaimOutputs) -> Measurement:
-            per_seq = {"n": mask.sum(1).double(), "sum": _sequence_sums(metric, out.clean_logits, out, mask)}
+            per_seq = {"n": mask.sum(1).double(), "sum": _sequence_sums(out, None, metric, mask)}
             stats = SequenceStats(per_seq, lambda t: safe_ratio(t["sum"], t["n"]))
             return Measurement(stats.estimate(), "mean", stats=stats)
 
         return ClaimPlan(
-            claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(), describe=("mean",), score=score
+            claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(), describe=("mean",), score=score,
+            reads=reads([None], [metric], mask),
         )
 
 

@@ -218,7 +218,7 @@ def test_a_claim_on_its_threshold_is_inconclusive_and_exits_3(tmp_path, capsys):
 EXPECTATIONS = [
     (
         "refuted",
-        "{at_least: 5.0}",
+        "{at_most: -5.0}",
         0,
         "REFUTED (expected)",
         "expects this claim to be refuted (the reason)",
@@ -227,7 +227,7 @@ EXPECTATIONS = [
     ("refuted", "{at_least: 0.1}", 1, "HOLDS (expected refuted)", "it unexpectedly holds", "refuted_as_expected"),
     (
         "known_failure",
-        "{at_least: 5.0}",
+        "{at_most: -5.0}",
         0,
         "FAIL (known)",
         "Known not to reproduce on this model (the reason)",

@@ -76,7 +76,7 @@ def test_small_samples_near_the_threshold_are_inconclusive_with_a_hint():
     v = judge(Claim(Threshold(at_least=0.5)), noisy_result(0.52, 60), Statistics())
     assert v.verdict == "inconclusive"
     assert v.ci_low < 0.5 < v.ci_high
-    assert "scored examples (now 60) would resolve it" in v.sentence
+    assert "sequences (dataset n_seqs; now 60) would resolve it" in v.sentence
 
 
 def test_large_samples_far_from_the_threshold_pass():

@@ -116,6 +116,7 @@ def composition(writer, reader, mode):
             writer=writer,
             reader=reader,
             mode=mode,
+            scale="raw",
             threshold={"at_least": 0.1},
         )
     )

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from circuitcheck.claims.ablation_common import AblationMethod, ablation_edits
-from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores, sequence_sums
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, sequence_sums
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.components import complement, model_components, resolve_components
-from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, RandomCircuits, Variant
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, RandomCircuits, Variant, reads
 from circuitcheck.plan.positions import ALL
-from circuitcheck.spec.base import Seed, Strict
+from circuitcheck.spec.base import Seed, Strict, rule_error
 from circuitcheck.spec.components import ComponentRef
 from circuitcheck.spec.references import MetricName, Selection
 from circuitcheck.stats import SequenceStats, Totals, safe_ratio
@@ -60,11 +60,13 @@ class AblationClaim(ClaimSpec):
     @model_validator(mode="after")
     def _effect_matches_mode(self) -> AblationClaim:
         if self.mode == "necessity" and self.effect is None:
-            raise ValueError("a necessity claim needs 'effect: absolute_drop' or 'effect: relative_drop'")
+            raise rule_error("a necessity claim needs an 'effect'", "add 'effect: relative_drop' (or absolute_drop)")
         if self.mode == "sufficiency" and self.effect is not None:
-            raise ValueError("'effect' applies to necessity claims only; sufficiency reports the retained fraction")
+            raise rule_error("'effect' applies to necessity claims only; sufficiency reports the retained fraction",
+                             "remove 'effect:'")
         if self.mode == "necessity" and not self.components:
-            raise ValueError("a necessity claim needs at least one component")
+            raise rule_error("a necessity claim needs at least one component",
+                             "list the components whose ablation should hurt")
         return self
 
     def _statistic(self, sign: float) -> Callable[[Totals], torch.Tensor]:
@@ -113,15 +115,15 @@ class AblationClaim(ClaimSpec):
         self, out: ClaimOutputs, metric: Any, mask: torch.Tensor, means: dict, sign: float
     ) -> torch.Tensor:
         """Each example's contribution on the estimate's scale (aggregate terms use the means)."""
-        def scores(logits: torch.Tensor) -> torch.Tensor:
-            return masked_scores(metric, logits, out.batch, mask, out.clean_logits).double()
+        def scores(role: str | None) -> torch.Tensor:
+            return out.scores(role, metric, mask).double()
 
-        full = scores(out.clean_logits)
+        full = scores(None)
         if self.mode == "necessity":
-            drop = sign * (full - scores(out.logits("ablated")))
+            drop = sign * (full - scores("ablated"))
             return drop if self.effect == "absolute_drop" else drop / abs(means["metric_full"])
         empty = means["metric_empty"]
-        return (scores(out.logits("circuit")) - empty) / (means["metric_full"] - empty)
+        return (scores("circuit") - empty) / (means["metric_full"] - empty)
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         metric = ctx.metric(self.metric)
@@ -146,13 +148,13 @@ class AblationClaim(ClaimSpec):
         variants |= randoms
 
         def score(out: ClaimOutputs) -> Measurement:
-            def sums(logits: torch.Tensor) -> torch.Tensor:
-                return sequence_sums(metric, logits, out, mask)
+            def sums(role: str | None) -> torch.Tensor:
+                return sequence_sums(out, role, metric, mask)
 
-            per_seq = {"n": mask.sum(1).double(), "full": sums(out.clean_logits)}
+            per_seq = {"n": mask.sum(1).double(), "full": sums(None)}
             for role in variants:
                 if role not in randoms:
-                    per_seq[role] = sums(out.logits(role))
+                    per_seq[role] = sums(role)
             stats = SequenceStats(per_seq, self._statistic(sign))
             t = {k: float(v) for k, v in stats.totals().items()}
             means = {f"metric_{k}": t[k] / t["n"] for k in per_seq if k != "n"}
@@ -166,7 +168,7 @@ class AblationClaim(ClaimSpec):
             full = means["metric_full"]
             random = None
             if randoms:
-                random = self._random_circuits(stats, {r: sums(out.logits(r)) for r in randoms}, estimate)
+                random = self._random_circuits(stats, {r: sums(r) for r in randoms}, estimate)
                 details |= random.shown()
             if self.mode == "necessity":
                 details["drop"] = sign * (full - means["metric_ablated"])
@@ -194,5 +196,6 @@ class AblationClaim(ClaimSpec):
             lines += (f"baseline: {rb.n} random circuits of {len(sites)} component site(s), seed {rb.seed} "
                       f"({len(set(randoms.values()))} distinct)",)
         return ClaimPlan(
-            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score
+            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score,
+            reads=reads([None, *variants], [metric], mask),
         )

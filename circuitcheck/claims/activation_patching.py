@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores, sequence_sums
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, sequence_sums
 from circuitcheck.plan.components import resolve_components
-from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, Measurement, Variant
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, Measurement, Variant, reads
 from circuitcheck.plan.positions import ALL
 from circuitcheck.spec.base import Seed, Strict
 from circuitcheck.spec.components import ComponentRef
@@ -71,11 +71,8 @@ class ActivationPatchingClaim(ClaimSpec):
         }
 
         def score(out: ClaimOutputs) -> Measurement:
-            def sums(logits: torch.Tensor) -> torch.Tensor:
-                return sequence_sums(metric, logits, out, mask)
-
-            per_seq = {"n": mask.sum(1).double(), "clean": sums(out.clean_logits)}
-            per_seq |= {role: sums(out.logits(role)) for role in variants}
+            per_seq = {"n": mask.sum(1).double(), "clean": sequence_sums(out, None, metric, mask)}
+            per_seq |= {role: sequence_sums(out, role, metric, mask) for role in variants}
             stats = SequenceStats(per_seq, fraction_recovered)
             t = {k: float(v) / float(per_seq["n"].sum()) for k, v in stats.totals().items()}
             estimate = stats.estimate()
@@ -93,7 +90,7 @@ class ActivationPatchingClaim(ClaimSpec):
                 "n_examples": int(mask.sum()),
                 "n_sequences": int(mask.any(1).sum()),
             }
-            patched = masked_scores(metric, out.logits("patched"), out.batch, mask, out.clean_logits).double()
+            patched = out.scores("patched", metric, mask).double()
             per_example = (patched - t["corrupted"]) / (t["clean"] - t["corrupted"])
             return Measurement(estimate, found, details, stats, per_example, n_examples=int(mask.sum()))
 
@@ -102,5 +99,6 @@ class ActivationPatchingClaim(ClaimSpec):
             f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions) against clean next tokens",
         )
         return ClaimPlan(
-            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score
+            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score,
+            reads=reads([None, *variants], [metric], mask),
         )

@@ -14,7 +14,8 @@ from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.errors import PlanError
-from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
+from circuitcheck.metrics import metrics
+from circuitcheck.plan.interventions import Capture, ClaimOutputs, ClaimPlan, Measurement, reads
 from circuitcheck.spec.base import Strict
 from circuitcheck.spec.references import Selection
 from circuitcheck.stats import SequenceStats, Totals, safe_ratio
@@ -62,25 +63,37 @@ class HasRole(Strict):
 Predicate = Annotated[AttentionAbove | CorrectProbAbove | HasRole, Field(discriminator="kind")]
 
 
-def evaluate_predicate(pred: Predicate, out: ClaimOutputs) -> torch.Tensor:
-    """A boolean ``[batch, seq]`` mask where ``pred`` holds."""
+def evaluate_predicate(pred: Predicate, out: ClaimOutputs, mask: torch.Tensor) -> torch.Tensor:
+    """A boolean ``[batch, seq]`` mask where ``pred`` holds, valid inside ``mask`` (the scored positions)."""
     import torch
 
     batch = out.batch
     if isinstance(pred, HasRole):
         return batch.role_mask(pred.role)
     if isinstance(pred, CorrectProbAbove):
-        targets = batch.next_token.clamp(min=0)
-        probs = out.clean_logits.float().softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
-        return (probs > pred.above) & (batch.next_token >= 0)
-    pattern = out.captured[pred.hook()][:, pred.head]
-    seq = pattern.shape[-1]
-    query = torch.arange(seq)
-    key = query + pred.key_offset
-    valid = key >= 0
-    attn = torch.zeros(pattern.shape[0], seq)
-    attn[:, valid] = pattern[:, query[valid], key[valid]]
-    return attn > pred.above
+        probs = torch.zeros(mask.shape)
+        probs[mask] = out.scores(None, metrics.get("correct_prob"), mask)
+        return (probs > pred.above) & mask
+    return out.captured[attention_capture(pred).key] > pred.above
+
+
+def attention_capture(pred: AttentionAbove) -> Capture:
+    """What the predicate reads of the attention pattern: ``[c, seq]``, each query's attention on the key
+    ``key_offset`` away (0 where that key does not exist), captured chunk by chunk."""
+
+    def reduce(pattern: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        pattern = pattern[:, pred.head]
+        seq = pattern.shape[-1]
+        query = torch.arange(seq)
+        key = query + pred.key_offset
+        valid = key >= 0
+        attn = torch.zeros(pattern.shape[0], seq)
+        attn[:, valid] = pattern[:, query[valid], key[valid]]
+        return attn
+
+    return Capture(pred.hook(), f"{pred.hook()}: head {pred.head}, key offset {pred.key_offset}", reduce)
 
 
 SET_STATISTICS: dict[str, Callable[[Totals], torch.Tensor]] = {
@@ -103,12 +116,13 @@ class AssociationClaim(ClaimSpec):
     )
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
-        captures = set()
+        captures, reduced = set(), []
         for side in ("left", "right"):
             pred = getattr(self, side)
             if isinstance(pred, AttentionAbove):
                 ctx.head(pred.layer, pred.head, (side,))
                 captures.add(pred.hook())
+                reduced.append(attention_capture(pred))
             if isinstance(pred, HasRole) and pred.role not in ctx.batch.role_names[1:]:
                 known = ", ".join(ctx.batch.role_names[1:])
                 raise PlanError(
@@ -117,8 +131,8 @@ class AssociationClaim(ClaimSpec):
         mask = ctx.scored(self.positions)
 
         def score(out: ClaimOutputs) -> Measurement:
-            left = evaluate_predicate(self.left, out) & mask
-            right = evaluate_predicate(self.right, out) & mask
+            left = evaluate_predicate(self.left, out, mask) & mask
+            right = evaluate_predicate(self.right, out, mask) & mask
             per_seq = {
                 "left": left.sum(1).double(),
                 "right": right.sum(1).double(),
@@ -144,6 +158,8 @@ class AssociationClaim(ClaimSpec):
             f"({int(mask.sum())} positions); estimate = {self.metric}",
         )
         return ClaimPlan(
-            claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(captures), describe=lines, score=score
+            claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(), describe=lines, score=score,
+            reduced_captures=tuple(reduced), figure_captures=frozenset(captures),
+            reads=reads([None], [metrics.get("correct_prob")], mask),
         )
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from circuitcheck.data.batch import TokenBatch
 from circuitcheck.metrics import Metric
 from circuitcheck.plan.context import CompileContext
-from circuitcheck.plan.interventions import ClaimPlan
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan
 from circuitcheck.spec.base import Threshold
 from circuitcheck.spec.kinds import ClaimFields, claim_kinds
 from circuitcheck.stats import per_sequence
@@ -34,7 +33,6 @@ __all__ = [
     "claim_kind",
     "claim_kinds",
     "contract_problems",
-    "masked_scores",
     "sequence_sums",
 ]
 
@@ -77,7 +75,8 @@ COMPILE_SIGNATURE = (
 )
 NO_THRESHOLD = (
     "its 'threshold' field is {annotation}, not a required Threshold: every claim is judged against one",
-    "remove the override; ClaimFields declares `threshold: Threshold` ({{at_least: x}} or {{at_most: x}} in a file)",
+    "remove the override; ClaimFields declares `threshold: Threshold` ({{at_least: x}}, {{at_most: x}}, "
+    "{{between: [low, high]}} or {{within: m}} in a file)",
 )
 NO_DOCSTRING = (
     "it has no docstring: the docstring is the kind's description in `circuitcheck schema` and in editors",
@@ -157,13 +156,7 @@ def claim_kind(cls: type[ClaimSpec]) -> type[ClaimSpec]:
     return cls
 
 
-def sequence_sums(metric: Metric, logits: torch.Tensor, out: Any, mask: torch.Tensor) -> torch.Tensor:
-    """Per-sequence totals of ``metric`` at ``mask``'s positions (for :class:`SequenceStats`)."""
-    return per_sequence(masked_scores(metric, logits, out.batch, mask, out.clean_logits), mask)
-
-
-def masked_scores(
-    metric: Metric, logits: torch.Tensor, batch: TokenBatch, mask: torch.Tensor, clean: torch.Tensor
-) -> torch.Tensor:
-    """Per-example scores of ``metric`` at ``mask``'s positions (flattened)."""
-    return metric(logits[mask], batch.next_token[mask], clean[mask])
+def sequence_sums(out: ClaimOutputs, role: str | None, metric: Metric, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sequence totals of ``metric`` of run ``role`` (``None``: the clean run) at ``mask``'s positions
+    (for :class:`SequenceStats`); the plan must declare the read (:func:`circuitcheck.plan.interventions.reads`)."""
+    return per_sequence(out.scores(role, metric, mask), mask)

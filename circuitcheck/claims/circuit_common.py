@@ -62,4 +62,4 @@ def all_edges(ctx: CompileContext) -> list[Edge]:
 
 def run_sums(metric: Metric, out: ClaimOutputs, mask: torch.Tensor, role: str | None = None) -> torch.Tensor:
     """Per-sequence metric totals of the run ``role`` (the model's own clean run when None)."""
-    return sequence_sums(metric, out.clean_logits if role is None else out.logits(role), out, mask)
+    return sequence_sums(out, role, metric, mask)

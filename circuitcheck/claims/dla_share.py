@@ -5,8 +5,9 @@ W_U W_E against the single-head paths). The clean logits are split exactly into
 per-component terms (:mod:`circuitcheck.claims.dla_common`); estimate = the named
 components' summed contribution to the correct label's logit over the summed
 contribution of all components, at the selected positions. ``centering:
-batch_mean`` (the seed's choice) first subtracts each component's mean output, so a
-component that writes the same thing everywhere gets no credit.
+batch_mean`` (the seed's choice) first subtracts each component's mean output over the
+sequences, position by position, so a component that writes the same thing everywhere gets no
+credit (``pos_embed`` gets exactly 0).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class DLAShareClaim(ClaimSpec):
     )
     positions: Selection
     centering: Literal["batch_mean", "none"] = Field(
-        description="batch_mean: subtract each component's mean output first (seed 001)"
+        description="batch_mean: subtract each component's mean output over the sequences, position by position, "
+        "first (seed 001; pos_embed then gets exactly 0)"
     )
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
@@ -81,5 +83,5 @@ class DLAShareClaim(ClaimSpec):
         )
         return ClaimPlan(
             claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(dla_captures(model)),
-            describe=lines, score=score,
+            describe=lines, score=score, needs_clean_logits=True,
         )

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from pydantic import Field
 
 from circuitcheck.claims.activation_patching import Corruption, corrupt_tokens
-from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores
-from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, Variant
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, Variant, reads
 from circuitcheck.spec.references import MetricName, Selection
 from circuitcheck.stats import SequenceStats, Totals, per_sequence
 
@@ -43,7 +43,7 @@ class IndependenceClaim(ClaimSpec):
         variants = {"resampled": Variant(input=key)}
 
         def score(out: ClaimOutputs) -> Measurement:
-            scores = masked_scores(metric, out.logits("resampled"), out.batch, mask, out.clean_logits)
+            scores = out.scores("resampled", metric, mask)
             stats = SequenceStats({"n": mask.sum(1).double(), "resampled": per_sequence(scores, mask)}, _mean)
             estimate = stats.estimate()
             found = (
@@ -60,5 +60,6 @@ class IndependenceClaim(ClaimSpec):
             f"against the clean run at '{self.positions}' ({int(mask.sum())} positions)",
         )
         return ClaimPlan(
-            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score
+            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score,
+            reads=reads(["resampled"], [metric], mask),
         )

@@ -17,7 +17,7 @@ from circuitcheck.claims.ablation import RandomBaseline
 from circuitcheck.claims.base import CompileContext, claim_kind
 from circuitcheck.claims.circuit_common import CircuitClaim, all_edges, run_sums
 from circuitcheck.errors import PlanError
-from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, EdgeRun, Measurement, RandomCircuits
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, EdgeRun, Measurement, RandomCircuits, reads
 from circuitcheck.stats import SequenceStats, Totals, safe_ratio
 
 if TYPE_CHECKING:
@@ -89,4 +89,5 @@ class LocalizationClaim(CircuitClaim):
             rb = self.random_baseline
             lines += (f"baseline: {rb.n} random sets of {len(circuit.edges)} edge(s) removed, seed {rb.seed}",)
         return ClaimPlan(claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(),
-                         describe=lines, score=score, edge_runs=runs)
+                         describe=lines, score=score, edge_runs=runs,
+                         reads=reads([None, *runs], [metric], mask))

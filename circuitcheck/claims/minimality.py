@@ -20,7 +20,7 @@ from pydantic import Field
 from circuitcheck.claims.base import CompileContext, claim_kind
 from circuitcheck.claims.circuit_common import CircuitClaim, run_sums
 from circuitcheck.errors import PlanError
-from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, EdgeRun, Measurement
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, EdgeRun, Measurement, reads
 from circuitcheck.spec.base import Seed
 from circuitcheck.stats import SequenceStats, Totals, holm
 
@@ -110,4 +110,5 @@ class MinimalityClaim(CircuitClaim):
             f"{len(edges)} edge removal(s) against {len(others)} random non-circuit edge(s), seed {self.seed}",
         )
         return ClaimPlan(claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(),
-                         describe=lines, score=score, edge_runs=runs)
+                         describe=lines, score=score, edge_runs=runs,
+                         reads=reads([None, *runs], [metric], mask))

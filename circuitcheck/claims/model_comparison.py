@@ -12,7 +12,7 @@ from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, sequence_sums
 from circuitcheck.errors import PlanError
-from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, reads
 from circuitcheck.spec.references import MetricName, Selection
 from circuitcheck.stats import SequenceStats, Totals
 
@@ -51,10 +51,8 @@ class ModelComparisonClaim(ClaimSpec):
             )
 
         def score(out: ClaimOutputs) -> Measurement:
-            def sums(logits: torch.Tensor) -> torch.Tensor:
-                return sequence_sums(metric, logits, out, mask)
-
-            per_seq = {"n": mask.sum(1).double(), "this": sums(out.clean_logits), "other": sums(out.logits("other"))}
+            per_seq = {"n": mask.sum(1).double(), "this": sequence_sums(out, None, metric, mask),
+                       "other": sequence_sums(out, "other", metric, mask)}
             stats = SequenceStats(per_seq, difference)
             n = float(per_seq["n"].sum())
             this, that = float(per_seq["this"].sum()) / n, float(per_seq["other"].sum()) / n
@@ -70,5 +68,5 @@ class ModelComparisonClaim(ClaimSpec):
                  f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions); estimate = this - other")
         return ClaimPlan(
             claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(), describe=lines, score=score,
-            other_models={"other": other.model},
+            other_models={"other": other.model}, reads=reads([None, "other"], [metric], mask),
         )

@@ -43,9 +43,10 @@ class OrderingClaim(ClaimSpec):
             in_order = sum(sign * (b - a) > self.margin for a, b in zip(estimates, estimates[1:], strict=False))
             rate = in_order / (len(estimates) - 1)
             arrow = " < " if sign > 0 else " > "
-            ladder = arrow.join(f"{c} {e:.4g}" for c, e in zip(self.claims, estimates, strict=True))
+            measured = ", ".join(f"{c} {e:.4g}" for c, e in zip(self.claims, estimates, strict=True))
             by = f" (by more than {self.margin:g})" if self.margin else ""
-            found_text = f"{ladder}: {in_order} of {len(estimates) - 1} adjacent steps in the declared order{by}"
+            found_text = (f"declared {arrow.join(self.claims)}; measured {measured}: {in_order} of "
+                          f"{len(estimates) - 1} adjacent steps in the declared order{by}")
             details = {"estimates": dict(zip(self.claims, estimates, strict=True))}
             return Measurement(rate, found_text, details, stats, exact=stats is None)
 

@@ -19,7 +19,7 @@ from circuitcheck.claims.ablation_common import AblationMethod, ablation_edits
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, sequence_sums
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.components import HookSite
-from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, Measurement, PathSpec, Variant
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, Measurement, PathSpec, Variant, reads
 from circuitcheck.plan.positions import ALL
 from circuitcheck.spec.base import Seed
 from circuitcheck.spec.components import HeadInput, HeadRef, Logits, Mlp, Receiver, ReceiverRef
@@ -105,8 +105,8 @@ class PathPatchingClaim(ClaimSpec):
             return safe_ratio(drop, sign * (full - t["total"] / t["n"]))
 
         def score(out: ClaimOutputs) -> Measurement:
-            per_seq = {"n": mask.sum(1).double(), "full": sequence_sums(metric, out.clean_logits, out, mask)}
-            per_seq |= {role: sequence_sums(metric, out.logits(role), out, mask) for role in variants}
+            per_seq = {"n": mask.sum(1).double(), "full": sequence_sums(out, None, metric, mask)}
+            per_seq |= {role: sequence_sums(out, role, metric, mask) for role in variants}
             stats = SequenceStats(per_seq, statistic)
             t = {k: float(v) for k, v in stats.totals().items()}
             means = {f"metric_{k}": t[k] / t["n"] for k in per_seq if k != "n"}
@@ -128,5 +128,6 @@ class PathPatchingClaim(ClaimSpec):
             f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions); estimate = {self.effect}",
         )
         return ClaimPlan(
-            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score
+            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score,
+            reads=reads([None, *variants], [metric], mask),
         )

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from circuitcheck.claims.base import CompileContext, claim_kind
 from circuitcheck.claims.circuit_common import CircuitClaim, run_sums
-from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement
+from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, reads
 from circuitcheck.stats import SequenceStats, Totals, safe_ratio
 
 if TYPE_CHECKING:
@@ -55,4 +55,5 @@ class PreservationClaim(CircuitClaim):
             return Measurement(estimate, found, details, stats, n_examples=int(t["n"]))
 
         return ClaimPlan(claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(),
-                         describe=self.plan_lines(ctx, runs, mask), score=score, edge_runs=runs)
+                         describe=self.plan_lines(ctx, runs, mask), score=score, edge_runs=runs,
+                         reads=reads([None, *runs], [metric], mask))

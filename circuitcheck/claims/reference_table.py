@@ -104,7 +104,7 @@ class ReferenceTableClaim(ClaimSpec):
             return table_correlation(t["model"].reshape(shape), t["labels"].reshape(shape), t["tokens"])
 
         def score(out: ClaimOutputs) -> Measurement:
-            probs = out.clean_logits[mask].float().softmax(-1)
+            probs = out.clean_at(mask).float().softmax(-1)
             stats = SequenceStats(per_seq_tables(probs), statistic)
             t = stats.totals()
             counts = t["tokens"]
@@ -131,5 +131,6 @@ class ReferenceTableClaim(ClaimSpec):
             "distribution given that token",
         )
         return ClaimPlan(
-            claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(), describe=lines, score=score
+            claim_id=self.id, kind=self.kind, variants={}, captures=frozenset(), describe=lines, score=score,
+            clean_rows=(mask,),
         )

@@ -13,11 +13,19 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, masked_scores
+from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
 from circuitcheck.errors import PlanError
 from circuitcheck.metrics import metrics
 from circuitcheck.plan.components import HookSite, resolve_component
-from circuitcheck.plan.interventions import PATTERN_RULES, ClaimOutputs, ClaimPlan, HookEdit, Measurement, Variant
+from circuitcheck.plan.interventions import (
+    PATTERN_RULES,
+    ClaimOutputs,
+    ClaimPlan,
+    HookEdit,
+    Measurement,
+    Variant,
+    reads,
+)
 from circuitcheck.plan.positions import ALL
 from circuitcheck.spec.base import Seed, Strict
 from circuitcheck.spec.components import ComponentRef
@@ -94,13 +102,13 @@ class ReplacementClaim(ClaimSpec):
         agree, kl = metrics.get("top1_agreement"), metrics.get("kl")
 
         def score(out: ClaimOutputs) -> Measurement:
-            logits = out.logits("replaced") if variant.edits else out.clean_logits
-            scores = masked_scores(metric, logits, out.batch, mask, out.clean_logits)
-            full = masked_scores(metric, out.clean_logits, out.batch, mask, out.clean_logits)
+            run = "replaced" if variant.edits else None
+            scores = out.scores(run, metric, mask)
+            full = out.scores(None, metric, mask)
             stats = SequenceStats({"n": mask.sum(1).double(), "replaced": per_sequence(scores, mask)}, _mean)
             estimate = stats.estimate()
-            agreement = float(masked_scores(agree, logits, out.batch, mask, out.clean_logits).mean())
-            divergence = float(masked_scores(kl, logits, out.batch, mask, out.clean_logits).mean())
+            agreement = float(out.scores(run, agree, mask).mean())
+            divergence = float(out.scores(run, kl, mask).mean())
             what = "; ".join(f"{r.component} -> {r.with_} at '{r.at}'" for r in self.replace) or "nothing replaced"
             found = (
                 f"with {what}, {self.metric} is {estimate:.4f} (full model {float(full.mean()):.4f}); "
@@ -116,5 +124,6 @@ class ReplacementClaim(ClaimSpec):
             f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions)",
         )
         return ClaimPlan(
-            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score
+            claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score,
+            reads=reads([None, *variants], [metric, agree, kl], mask),
         )

@@ -16,8 +16,10 @@ from circuitcheck.report.report import Report
 @dataclass(frozen=True)
 class ComparisonReport:
     """One file run on several models: ``variants[model]`` is that model's own :class:`Report` (None when
-    nothing could run on it), ``differing`` the (claim, variant) pairs whose paired difference against the
-    first model excludes zero, ``document`` the JSON comparison report; ``str(report)`` is the matrix."""
+    nothing could run on it), ``changed`` the (claim, variant) pairs whose verdict is not the first model's,
+    ``differing`` the (claim, variant) pairs whose paired difference against the first model differs (its
+    interval excludes zero and its size is at least the min effect), ``document`` the JSON comparison report;
+    ``str(report)`` is the verdicts that changed, then the matrix."""
 
     name: str
     comparison: Comparison = field(repr=False)
@@ -26,6 +28,10 @@ class ComparisonReport:
     @property
     def variants(self) -> dict[str, Report | None]:
         return {v.model: v.report for v in self.comparison.variants}
+
+    @property
+    def changed(self) -> list[tuple[str, str]]:
+        return [(d["claim"], d["variant"]) for d in self.document["summary"]["changed"]]
 
     @property
     def differing(self) -> list[tuple[str, str]]:
@@ -41,9 +47,9 @@ class ComparisonReport:
     def __repr__(self) -> str:
         s = self.document["summary"]
         shape = f"{s['claims']} claims x {s['variants']} variants"
-        return f"<ComparisonReport {self.name}: {shape}, {len(s['differing'])} differing>"
+        return f"<ComparisonReport {self.name}: {shape}, {len(s['changed'])} changed, {len(s['differing'])} differing>"
 
 
-def comparison_report(cmp: Comparison) -> ComparisonReport:
-    doc = comparison_document(cmp)
+def comparison_report(cmp: Comparison, min_effect: float | None = None) -> ComparisonReport:
+    doc = comparison_document(cmp, min_effect)
     return ComparisonReport(doc["name"], cmp, doc)

@@ -13,25 +13,25 @@ if TYPE_CHECKING:
     import torch
 
 
-@metric("accuracy", higher_is_better=True)
+@metric("accuracy", higher_is_better=True, reads_clean=False)
 def accuracy(logits: torch.Tensor, targets: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """1 where the top logit is the correct next token, else 0."""
     return (logits.argmax(-1) == targets).float()
 
 
-@metric("correct_prob", higher_is_better=True)
+@metric("correct_prob", higher_is_better=True, reads_clean=False)
 def correct_prob(logits: torch.Tensor, targets: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """Probability on the correct next token."""
     return logits.softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
 
 
-@metric("logprob", higher_is_better=True)
+@metric("logprob", higher_is_better=True, reads_clean=False)
 def logprob(logits: torch.Tensor, targets: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """Log-probability of the correct next token."""
     return logits.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
 
 
-@metric("logit_diff", higher_is_better=True)
+@metric("logit_diff", higher_is_better=True, reads_clean=False)
 def logit_diff(logits: torch.Tensor, targets: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """Correct-token logit minus the largest other logit."""
     correct = logits.gather(-1, targets[:, None]).squeeze(-1)
@@ -39,7 +39,7 @@ def logit_diff(logits: torch.Tensor, targets: torch.Tensor, clean: torch.Tensor)
     return correct - others.max(-1).values
 
 
-@metric("loss", higher_is_better=False)
+@metric("loss", higher_is_better=False, reads_clean=False)
 def loss(logits: torch.Tensor, targets: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the correct next token (nats)."""
     return -logprob(logits, targets, clean)

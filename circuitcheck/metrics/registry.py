@@ -25,6 +25,9 @@ class Metric:
     fn: MetricFn
     higher_is_better: bool
     description: str
+    reads_clean: bool = True
+    """Whether ``fn`` reads its ``clean_logits`` argument. The engine then keeps the clean logits at the
+    positions the metric is scored (never the whole run); a metric that says False gets an empty tensor."""
 
     def __call__(
         self, logits: torch.Tensor, targets: torch.Tensor, clean_logits: torch.Tensor
@@ -35,12 +38,13 @@ class Metric:
 metrics: Registry[Metric] = Registry("metric")
 
 
-def metric(name: str, *, higher_is_better: bool) -> Callable[[MetricFn], MetricFn]:
-    """Register ``fn`` as metric ``name``; its docstring is the description."""
+def metric(name: str, *, higher_is_better: bool, reads_clean: bool = True) -> Callable[[MetricFn], MetricFn]:
+    """Register ``fn`` as metric ``name``; its docstring is the description. Say ``reads_clean=False`` when
+    ``fn`` ignores the clean logits, so that runs keep none for it."""
 
     def decorator(fn: MetricFn) -> MetricFn:
         doc = (fn.__doc__ or name).strip().splitlines()[0]
-        metrics.register(name)(Metric(name, fn, higher_is_better, doc))
+        metrics.register(name)(Metric(name, fn, higher_is_better, doc, reads_clean))
         return fn
 
     return decorator

@@ -19,6 +19,7 @@ from circuitcheck.plan.circuits import CompiledCircuit, ModelShape, compile_circ
 from circuitcheck.plan.context import CompileContext
 from circuitcheck.plan.interventions import CLEAN, ClaimPlan
 from circuitcheck.plan.positions import resolve_selections
+from circuitcheck.plan.vacuity import check_vacuity
 from circuitcheck.spec.hypothesis import load_hypothesis, report_stem
 from circuitcheck.spec.yaml_source import SourceMap
 from circuitcheck.zoo.load import FILE_FOLDER, LoadedModel, load
@@ -89,7 +90,9 @@ def compile_spec(
     for i, claim in enumerate(spec.claims):
         ctx = CompileContext(loaded.model, batch, masks, inputs, ("claims", i), loaded.card, base, circuits)
         try:
-            plans.append(claim.compile(ctx))
+            plan = claim.compile(ctx)
+            check_vacuity(claim, ctx)  # claims that cannot fail on this model and data: circuitcheck.plan.vacuity
+            plans.append(plan)
         except PlanError as err:
             errors.append(_pinned(err, smap))
             skipped[claim.id] = str(errors[-1]).splitlines()[0]

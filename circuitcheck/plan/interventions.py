@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from circuitcheck.data.batch import TokenBatch
+from circuitcheck.metrics.registry import Metric
 from circuitcheck.plan.components import HookSite
 from circuitcheck.spec.circuits import Edge
 from circuitcheck.stats import SequenceStats
@@ -152,19 +153,91 @@ class Measurement:
             raise ValueError(MEASUREMENT_BOTH.format(estimate=self.estimate))
 
 
+@dataclass(frozen=True, eq=False)
+class Capture:
+    """A clean activation a claim reads, reduced chunk by chunk as the clean run goes: ``reduce`` maps the
+    hook's activation for ``c`` sequences to ``[c, ...]``, and ``out.captured[key]`` holds the
+    reductions of every sequence, in order. Cheaper than capturing ``hook`` whole."""
+
+    hook: str
+    key: str
+    reduce: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True, eq=False)
+class Read:
+    """What a claim reads of one run's logits: ``metric`` at ``mask``'s positions, one value per
+    selected position (row-major, as ``logits[mask]``). ``role`` names one of the claim's runs
+    (a variant, an edge-level run or another model), or is ``None`` for the clean run.
+
+    The engine reduces every pass to its reads before the next pass starts, so full logits
+    ``[n_seqs, seq, vocab]`` never outlive their pass (:mod:`circuitcheck.run.readouts`)."""
+
+    role: str | None
+    metric: Metric
+    mask: torch.Tensor
+
+    @property
+    def key(self) -> tuple[str | None, str, int]:
+        return (self.role, self.metric.name, id(self.mask))
+
+
+def reads(roles: Iterable[str | None], metrics: Iterable[Metric], mask: torch.Tensor) -> tuple[Read, ...]:
+    """Every ``metric`` of every run in ``roles`` at ``mask`` (``None``: the clean run)."""
+    metrics = tuple(metrics)
+    return tuple(Read(role, m, mask) for role in roles for m in metrics)
+
+
+UNDECLARED_READ = (
+    "claim {claim!r} reads {metric} of {run} at a mask its plan did not declare: add "
+    "Read({role!r}, metric, mask) to its ClaimPlan(reads=...) (the engine keeps only what claims declare)"
+)
+UNDECLARED_ROWS = (
+    "claim {claim!r} reads the clean logits at a mask its plan did not declare: add the mask to "
+    "ClaimPlan(clean_rows=...)"
+)
+NO_FULL_LOGITS = (
+    "claim {claim!r} reads the full clean logits, which the engine keeps only for claims that ask: set "
+    "ClaimPlan(needs_clean_logits=True), or declare reads=/clean_rows= to read them at selected positions"
+)
+
+
 @dataclass(frozen=True)
 class ClaimOutputs:
-    """Read access to the runs a claim asked for."""
+    """Read access to what a claim's plan declared: its reads' values, the clean logits' rows at its
+    ``clean_rows`` masks, the captured clean activations, and the full clean logits only when the plan
+    set ``needs_clean_logits``."""
 
     batch: TokenBatch
     masks: dict[str, torch.Tensor]
     inputs: dict[str, torch.Tensor]
-    clean_logits: torch.Tensor
     captured: dict[str, torch.Tensor]
-    variant_logits: dict[str, torch.Tensor]
+    values: dict[tuple[str | None, str, int], torch.Tensor] = field(default_factory=dict)
+    """Per :attr:`Read.key`, the metric's values at the mask's positions."""
+    rows: dict[int, torch.Tensor] = field(default_factory=dict)
+    """Per ``id(mask)`` of the plan's ``clean_rows``, the clean logits there ``[n_selected, vocab]``."""
+    full_clean_logits: torch.Tensor | None = None
+    claim_id: str = ""
 
-    def logits(self, variant: str) -> torch.Tensor:
-        return self.variant_logits[variant]
+    def scores(self, role: str | None, metric: Metric, mask: torch.Tensor) -> torch.Tensor:
+        """``metric`` of run ``role`` (``None``: the clean run) at ``mask``'s positions, flattened."""
+        key = (role, metric.name, id(mask))
+        if key not in self.values:
+            run = "the clean run" if role is None else f"run {role!r}"
+            raise KeyError(UNDECLARED_READ.format(claim=self.claim_id, metric=metric.name, run=run, role=role))
+        return self.values[key]
+
+    def clean_at(self, mask: torch.Tensor) -> torch.Tensor:
+        """The clean logits at ``mask``'s positions ``[n_selected, vocab]`` (``clean_logits[mask]``)."""
+        if id(mask) not in self.rows:
+            raise KeyError(UNDECLARED_ROWS.format(claim=self.claim_id))
+        return self.rows[id(mask)]
+
+    @property
+    def clean_logits(self) -> torch.Tensor:
+        if self.full_clean_logits is None:
+            raise KeyError(NO_FULL_LOGITS.format(claim=self.claim_id))
+        return self.full_clean_logits
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,7 +245,8 @@ class ClaimPlan:
     """What one claim runs and how it scores the runs; built by name (``ClaimPlan(claim_id=..., ...)``).
 
     ``variants`` are the forward passes it needs beside the clean run, by role; ``captures`` the hooks
-    whose clean activations ``score`` reads; ``describe`` the lines ``circuitcheck explain`` shows.
+    whose clean activations ``score`` reads; ``reads`` what it reads of the runs' logits; ``describe``
+    the lines ``circuitcheck explain`` shows.
     """
 
     claim_id: str
@@ -187,4 +261,14 @@ class ClaimPlan:
     """Claims whose measurements this one combines (scored after them, with ``derive``)."""
     derive: Callable[[dict[str, Measurement]], Measurement] | None = None
     edge_runs: dict[str, EdgeRun] = field(default_factory=dict)
-    """Role -> an edge-level circuit run (its logits reach ``score`` by role, as variants' do)."""
+    """Role -> an edge-level circuit run (read by role, as variants are)."""
+    reads: tuple[Read, ...] = ()
+    """What ``score`` reads of the runs' logits (:meth:`ClaimOutputs.scores`)."""
+    clean_rows: tuple[torch.Tensor, ...] = ()
+    """Masks at which ``score`` reads the whole clean distribution (:meth:`ClaimOutputs.clean_at`)."""
+    needs_clean_logits: bool = False
+    """Whether ``score`` reads the full clean logits ``[n_seqs, seq, vocab]`` (kept for the whole run)."""
+    reduced_captures: tuple[Capture, ...] = ()
+    """Clean activations ``score`` reads reduced (``out.captured[capture.key]``)."""
+    figure_captures: frozenset[str] = frozenset()
+    """Hooks the HTML report would draw (attention patterns); captured whole only when the dataset fits one pass."""

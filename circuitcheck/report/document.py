@@ -52,6 +52,7 @@ def claim_entry(v: Verdict) -> dict[str, Any]:
         "ci_high": v.ci_high,
         "threshold": str(v.threshold),
         "metric": v.metric,
+        "measures": v.measures or v.metric,
         "sentence": v.sentence,
         "seed_figure": v.seed_figure,
         "expect": v.expect,

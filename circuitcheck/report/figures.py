@@ -45,7 +45,8 @@ def attention_figures(result: FileResult) -> Figures:
     marks = {p: batch.role_names[int(code)] for p, code in enumerate(batch.roles[seq].tolist()) if code}
     figures: Figures = {}
     for claim in result.plan.claims:
-        for hook in sorted(h for h in claim.captures if h.endswith("hook_pattern") and h in result.captured):
+        drawn = claim.captures | claim.figure_captures
+        for hook in sorted(h for h in drawn if h.endswith("hook_pattern") and h in result.captured):
             pattern = result.captured[hook]
             layer = hook.split(".")[1]
             for head in range(min(int(pattern.shape[1]), MAX_HEADS)):

@@ -15,7 +15,7 @@ from typing import Any
 from circuitcheck.report.circuit_svg import CircuitDrawing, circuit_svg
 from circuitcheck.report.figures import Figure, Figures
 from circuitcheck.report.svg import VERDICT_COLORS, bar_chart, heatmap, interval_bar
-from circuitcheck.report.text import headline, mark, outcome
+from circuitcheck.report.text import headline, mark, measures, outcome
 
 # A backslash at the end of a line continues the rule on the next: the string holds no newline there.
 CSS = """
@@ -40,6 +40,7 @@ blockquote{margin:8px 0;padding:4px 12px;border-left:3px solid #d0d7de;color:#42
 code{font-size:13px;word-break:break-all}
 .badge a{color:white;text-decoration:none}
 details summary{cursor:pointer;font-weight:600;margin:8px 0}
+details.why{font-size:13px;max-width:360px}details.why summary{font-weight:400;color:#0969da;margin:2px 0}
 """
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9_-]+")
@@ -109,7 +110,7 @@ def claim_card(claim: dict[str, Any], confidence: float, figures: list[Figure], 
         f'<h3>{escape(claim["id"])} {badge(claim)} <span class="kind">{escape(claim["kind"])}</span></h3>',
         f"<blockquote>{escape(claim['statement'])}</blockquote>",
         f'<div>{bar}</div><p class="muted">estimate {escape(ci_text(claim))} ({int(confidence * 100)}% CI), '
-        f"threshold {escape(claim['threshold'])}, metric {escape(claim['metric'] or 'n/a')}</p>",
+        f"threshold {escape(claim['threshold'])}, metric {escape(measures(claim) or 'n/a')}</p>",
         f"<p>{escape(claim['sentence'])}</p>",
     ]
     if claim.get("seed_figure"):
@@ -125,7 +126,7 @@ def claim_card(claim: dict[str, Any], confidence: float, figures: list[Figure], 
 def summary_table(claims: list[dict[str, Any]], confidence: float, prefix: str = "") -> str:
     rows = [
         [f'<a href="#{anchor(prefix, "claim", c["id"])}">{escape(c["id"])}</a>', escape(c["kind"]), badge(c),
-         escape(ci_text(c)), escape(c["threshold"]), escape(c["metric"] or "")]
+         escape(ci_text(c)), escape(c["threshold"]), escape(measures(c))]
         for c in claims
     ]
     return table(["claim", "kind", "verdict", f"estimate [{int(confidence * 100)}% CI]", "threshold", "metric"], rows)

@@ -16,7 +16,7 @@ from circuitcheck.report.circuit_svg import CircuitDrawing
 from circuitcheck.report.figures import Figures
 from circuitcheck.report.html import run_html
 from circuitcheck.report.markdown_escape import md_code, md_text
-from circuitcheck.report.text import headline, mark, num
+from circuitcheck.report.text import headline, mark, measures, num
 
 UNSAFE_IN_NAMES = ("/", "\\", "\0")
 """Characters a report name may not hold: path separators (either OS's) and NUL."""
@@ -27,7 +27,7 @@ def _ci(c: dict[str, Any]) -> str:
 
 def terminal_table(doc: dict[str, Any]) -> str:
     rows = [
-        [c["id"], c["kind"], mark(c), num(c["estimate"]), _ci(c), c["threshold"], c["metric"]] for c in doc["claims"]
+        [c["id"], c["kind"], mark(c), num(c["estimate"]), _ci(c), c["threshold"], measures(c)] for c in doc["claims"]
     ]
     level = int(doc["statistics"]["confidence"] * 100)
     headers = ["claim", "kind", "verdict", "estimate", f"{level}% CI", "threshold", "metric"]
@@ -47,7 +47,7 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     lines += [
         f"| {md_text(c['id'])} | {md_text(c['kind'])} | {mark(c)} | {num(c['estimate'])} | {_ci(c)} "
-        f"| {md_text(c['threshold'])} | {md_text(c['metric'])} |"
+        f"| {md_text(c['threshold'])} | {md_text(measures(c))} |"
         for c in doc["claims"]
     ]
     for c in doc["claims"]:

@@ -74,8 +74,9 @@ def report_of(result: FileResult, baseline: Baseline | None = None, argv: list[s
 
 def run_plan(
     plan: FilePlan, *, max_rows: int, resume: bool, progress: Callable[[str], None] | None = None,
-    baseline: Baseline | None = None, argv: list[str] | None = None,
+    baseline: Baseline | None = None, argv: list[str] | None = None, memory_budget: int | None = None,
 ) -> Report:
     """Plan -> Report: run, judge, lay out. Every entry point (``check``, ``compare``, so the CLI and the
     pytest plugin) takes this one path after compiling."""
-    return report_of(run_file(plan, max_rows=max_rows, resume=resume, progress=progress), baseline, argv)
+    result = run_file(plan, max_rows=max_rows, resume=resume, progress=progress, memory_budget=memory_budget)
+    return report_of(result, baseline, argv)

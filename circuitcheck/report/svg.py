@@ -7,6 +7,7 @@ external references: the figures render in any browser, offline.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from html import escape
 
@@ -36,16 +37,35 @@ def parse_threshold(text: str | None) -> tuple[str, float] | None:
         return None
 
 
+_BAND = re.compile(r"between (\S+) and (\S+)|within ±(\S+)")
+
+
+def parse_band(text: str | None) -> tuple[float, float] | None:
+    """``"between 0.4 and 0.6"`` -> ``(0.4, 0.6)``; ``"within ±0.1"`` -> ``(-0.1, 0.1)``; anything else -> None."""
+    found = _BAND.fullmatch(text or "")
+    if found is None:
+        return None
+    try:
+        if found.group(3) is not None:
+            margin = float(found.group(3))
+            return -margin, margin
+        return float(found.group(1)), float(found.group(2))
+    except ValueError:
+        return None
+
+
 def interval_bar(estimate: float | None, lo: float | None, hi: float | None, threshold: str | None, color: str,
                  width: int = 360, label: str = "", unit_axis: bool = True) -> str:
     """The estimate (dot) and its interval (bar) on an axis, against the threshold (dashed line,
-    passing side shaded), or against zero (``threshold="0"``, for differences). The axis spans
-    [0, 1] at least when ``unit_axis``. Undefined estimates draw an empty axis with a note."""
+    passing side shaded; for a band, both ends dashed and the band shaded), or against zero
+    (``threshold="0"``, for differences). The axis spans [0, 1] at least when ``unit_axis``. Undefined
+    estimates draw an empty axis with a note."""
     height = 52
     bound = parse_threshold(threshold)
+    band = parse_band(threshold)
     zero = threshold == "0"
     values = [v for v in (estimate, lo, hi) if v is not None and math.isfinite(v)]
-    marks = values + ([bound[1]] if bound else [])
+    marks = values + ([bound[1]] if bound else []) + (list(band) if band else [])
     lo_axis = min([0.0, *marks])
     hi_axis = max([1.0 if unit_axis else 0.0, *marks])
     if zero:  # differences: symmetric about zero
@@ -70,6 +90,16 @@ def interval_bar(estimate: float | None, lo: float | None, hi: float | None, thr
         )
         anchor = "end" if x > right - 50 else "start" if x < left + 50 else "middle"
         parts.append(_text(x, y - 14, f"threshold {bound[0]} {_num(bound[1])}", anchor, 10))
+    if band:  # the passing band shaded, both ends dashed
+        x0, x1 = at(band[0]), at(band[1])
+        parts.append(
+            f'<rect x="{x0:.1f}" y="{y - 9}" width="{max(x1 - x0, 1.0):.1f}" height="18" fill="{PASS_ZONE}"/>'
+        )
+        for x in (x0, x1):
+            parts.append(
+                f'<line x1="{x:.1f}" y1="{y - 12}" x2="{x:.1f}" y2="{y + 12}" stroke="{INK}" stroke-dasharray="3,2"/>'
+            )
+        parts.append(_text((x0 + x1) / 2, y - 14, f"threshold {threshold}", "middle", 10))
     if zero:
         x = at(0.0)
         parts.append(

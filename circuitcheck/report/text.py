@@ -25,6 +25,12 @@ def mark(c: dict[str, Any]) -> str:
     return MARK[c["verdict"]]
 
 
+def measures(c: dict[str, Any]) -> str:
+    """What a claim's estimate is, for the tables' metric column: ``correct_prob, relative drop`` for a drop
+    (the metric alone would read as if the estimate were the metric's value)."""
+    return str(c.get("measures") or c.get("metric") or "")
+
+
 def outcome(claim: dict[str, Any]) -> str:
     """The colour a claim (or a comparison cell) shows: green when it came out as the file expects, red when not."""
     return {True: "pass", False: "fail", None: "inconclusive"}[claim["as_expected"]]
@@ -43,13 +49,18 @@ def interval_text(cell: dict[str, Any]) -> str:
     return f"{num(cell['estimate'])} [{num(cell['ci_low'])}, {num(cell['ci_high'])}]"
 
 
+def _differs(d: dict[str, Any]) -> bool:
+    return bool(d.get("differs", d["excludes_zero"]))  # a document from before min_effect: excludes zero
+
+
 def difference_text(d: dict[str, Any]) -> str:
-    """A comparison's paired difference, starred where its interval excludes zero."""
+    """A comparison's paired difference, starred where it differs: its interval excludes zero and its size is
+    at least the claim's min effect; ``(below X)`` where the interval excludes zero but the size is under X."""
     if d["estimate"] is None:
         return "n/a"
     if d["ci_low"] is None:
         return f"{d['estimate']:+.4g} (no interval)"
-    flag = f" {STAR}" if d["excludes_zero"] else ""
+    flag = f" {STAR}" if _differs(d) else f" (below {d['min_effect']:g})" if d["excludes_zero"] else ""
     if d["basis"] == "exact":
         return f"{d['estimate']:+.4g} (exact){flag}"
     if d["basis"] == "unpaired bootstrap":
@@ -61,14 +72,57 @@ def difference_header(d: dict[str, Any]) -> str:
     return f"{d['variant']} - {d['against']}"
 
 
+CHANGED_HEADERS = ("claim", "variant", "verdict", "was", "estimate", "threshold")
+
+
+def changed_rows(doc: dict[str, Any]) -> list[list[str]]:
+    """One row per (claim, variant) whose verdict is not the reference's: the claim, the variant, its verdict,
+    the reference's, the two estimates and the threshold."""
+    claims = {c["id"]: c for c in doc["claims"]}
+    rows = []
+    for found in doc["summary"].get("changed", []):
+        claim = claims[found["claim"]]
+        now, was = claim["cells"][found["variant"]], claim["cells"][found["against"]]
+        rows.append([found["claim"], found["variant"], found["to_mark"], f"{found['from_mark']} on {found['against']}",
+                     f"{num(was['estimate'])} -> {num(now['estimate'])}", claim["threshold"]])
+    return rows
+
+
+def changed_title(doc: dict[str, Any]) -> str:
+    n = len(doc["summary"].get("changed", []))
+    if not n:
+        return f"Verdicts that changed against {doc['reference']}: none."
+    return f"Verdicts that changed against {doc['reference']}: {n}."
+
+
+def cell_sentence(claim: dict[str, Any], variant: str) -> str:
+    """What a variant found for a claim (its report's sentence), or why the claim does not apply to it."""
+    cell = claim["cells"][variant]
+    if cell["status"] != "run":
+        return f"not applicable: {cell['reason']}"
+    return f"{cell['mark']}: {cell.get('sentence', '')}".rstrip(": ")
+
+
+def min_effect_text(doc: dict[str, Any]) -> str:
+    """Which minimum effect the differences were judged against."""
+    smallest = doc.get("min_effect") or 0.0
+    own = {c["id"]: d.get("min_effect", 0.0) for c in doc["claims"] for d in c["differences"]}
+    own = {cid: value for cid, value in own.items() if value != smallest}
+    text = f"min effect {smallest:g}, from --min-effect" if smallest else "no min effect: any size counts"
+    return text + (f"; claims' own min_effect: {', '.join(f'{k} {v:g}' for k, v in own.items())}" if own else "")
+
+
 def footnotes(doc: dict[str, Any]) -> list[str]:
     """What a comparison's stars mean, the claims that differ, and why the n/a cells are n/a."""
     level = int(doc["statistics"]["confidence"] * 100)
     differing = ", ".join(f"{d['claim']} ({d['variant']})" for d in doc["summary"]["differing"]) or "none"
     lines = [
-        f"{STAR} the {level}% interval of the difference excludes zero (paired on the same sequences; marked unpaired "
-        f"where the variants' datasets differ; marked exact for weight-based claims: the difference is not zero). "
-        f"Differ: {differing}."
+        f"{STAR} differs: the {level}% interval of the difference excludes zero (statistical significance) and the "
+        f"difference is at least the min effect in size (practical significance; {min_effect_text(doc)}). "
+        "The two are separate questions: with many sequences a negligible difference excludes zero; "
+        "'(below X)' marks one whose interval excludes zero but whose size is under the min effect X. "
+        "Intervals are paired on the same sequences; marked unpaired where the variants' datasets differ, "
+        f"and exact for weight-based claims. Differ: {differing}."
     ]
     for c in doc["claims"]:
         for variant, cell in c["cells"].items():

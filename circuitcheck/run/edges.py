@@ -23,13 +23,14 @@ Batched: one variant per circuit, stacked along the batch as the engine stacks v
 = rows ``[v * c, (v + 1) * c)``). In a pass, sender hooks record each variant's change
 ``output - ablated`` in ``D [senders, variants, c, seq, d_model]``; a receiver's input for variant
 ``v`` is ``base + sum_s keep[v, s, r] * D[s, v]``, where ``base`` is the receiver's biases plus every
-upstream sender's ablated output. Memory grows with ``max_rows * senders * seq * d_model``.
+upstream sender's ablated output. Memory grows with ``max_rows * senders * seq * d_model``; each call's
+logits go to a sink (:mod:`circuitcheck.run.readouts`) before the next call starts.
 Every hook is counted and must fire.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -38,6 +39,7 @@ import torch
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.circuits import ModelShape
 from circuitcheck.run.engine import DEFAULT_MAX_ROWS, assert_fired, clean_run, counted_hooks, derangement
+from circuitcheck.run.readouts import Collector, LogitSink
 from circuitcheck.spec.circuits import Edge, EdgeReceiver, Sender, order, reads_from
 from circuitcheck.spec.components import Embed, Head, HeadInput, Logits, Mlp, PosEmbed
 
@@ -235,38 +237,58 @@ def run_circuits(
     ablation: EdgeAblation,
     *,
     max_rows: int = DEFAULT_MAX_ROWS,
+    sink: LogitSink | None = None,
+    keys: Sequence[Hashable] | None = None,
 ) -> list[torch.Tensor]:
     """Logits ``[n, seq, vocab]`` of ``model`` on ``tokens`` for each circuit (an iterable of edges,
     e.g. :attr:`circuitcheck.plan.circuits.CompiledCircuit.edges`), removed edges carrying ``ablation``.
+    With ``sink``, circuit ``i``'s logits go to it chunk by chunk as run ``keys[i]`` (default ``i``),
+    and nothing is returned.
 
     One variant per circuit, stacked into passes of at most ``max_rows`` rows (module docstring)."""
     if not circuits:
         return []
     layout = EdgeLayout(ModelShape.of(model))
     keep_all = layout.keep(circuits)
+    names: list[Hashable] = list(keys) if keys is not None else list(range(len(circuits)))
+    collector = Collector(len(tokens), _no_inputs) if sink is None else None
+    target = collector if collector is not None else sink
+    assert target is not None
     with torch.no_grad():
         _, ablated = _ablated(model, layout, tokens, ablation, max_rows)
         prep = _prepare(model, layout, ablated)
-        outputs: list[torch.Tensor] = []
         for first in range(0, len(circuits), max_rows):
             keep = keep_all[first : first + max_rows]
-            outputs += _run_pass(model, prep, keep, tokens, max_rows).unbind(0)
-    return outputs
+            part = names[first : first + max_rows]
+
+            def emit(block: int, seq: int, logits: torch.Tensor, part: list[Hashable] = part) -> None:
+                target.chunk(part[block], seq, logits)
+
+            _run_pass(model, prep, keep, tokens, max_rows, emit)
+    return [] if collector is None else [collector.outputs[k] for k in names]
 
 
-def _run_pass(model: Any, prep: _Prepared, keep: torch.Tensor, tokens: torch.Tensor, max_rows: int) -> torch.Tensor:
-    """Logits ``[V, n, seq, vocab]`` of the ``V = len(keep)`` variants, chunked over sequences."""
+def _no_inputs(name: str) -> torch.Tensor:
+    raise AssertionError("edge runs read no input's unedited logits")
+
+
+def _run_pass(
+    model: Any, prep: _Prepared, keep: torch.Tensor, tokens: torch.Tensor, max_rows: int,
+    emit: Callable[[int, int, torch.Tensor], None],
+) -> None:
+    """The ``V = len(keep)`` variants, chunked over sequences; each call's logits go out per variant,
+    ``emit(variant, first sequence, logits [c, seq, vocab])``."""
     n_var, n = len(keep), len(tokens)
     per_call = max(1, max_rows // n_var)
-    parts = []
     for first in range(0, n, per_call):
         seqs = torch.arange(first, min(first + per_call, n))
         hooks = _edge_hooks(model, prep, keep, seqs)
         with counted_hooks(model, hooks) as calls:
             logits = model(tokens[seqs].repeat(n_var, 1)).detach()
         assert_fired(calls, sorted(hooks), "edge run")
-        parts.append(logits.view(n_var, len(seqs), *logits.shape[1:]))
-    return torch.cat(parts, dim=1)
+        view = logits.view(n_var, len(seqs), *logits.shape[1:])
+        for v in range(n_var):
+            emit(v, first, view[v])
 
 
 def check_full_circuit(

@@ -51,6 +51,8 @@ from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.interventions import CLEAN, HookEdit, Variant
 from circuitcheck.run.edit_groups import EditGroup, build_groups, expand_to_blocks
 from circuitcheck.run.edits import add_stashes, apply_edit, edit_values, grouped_editor
+from circuitcheck.run.heap import release_freed_memory
+from circuitcheck.run.readouts import Collector, LogitSink
 from circuitcheck.run.replacements import InputCache, Replacements, derangement
 from circuitcheck.run.resume import (
     FROM_TOKENS,
@@ -132,9 +134,14 @@ def assert_fired(calls: dict[str, int], expected: list[str], context: str) -> No
 
 
 def clean_run(
-    model: Any, tokens: torch.Tensor, capture: set[str], max_rows: int
+    model: Any,
+    tokens: torch.Tensor,
+    capture: set[str],
+    max_rows: int,
+    on_chunk: Callable[[int, torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clean logits plus the listed activations, chunked over sequences."""
+    """Clean logits plus the listed activations, chunked over sequences. With ``on_chunk``, each chunk's
+    logits go to ``on_chunk(first sequence, logits)`` instead, and the returned logits are empty."""
     logits_parts: list[torch.Tensor] = []
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in capture}
 
@@ -147,9 +154,14 @@ def clean_run(
     for start in range(0, len(tokens), max_rows):
         chunk = tokens[start : start + max_rows]
         with counted_hooks(model, {name: saver(name) for name in capture}) as calls:
-            logits_parts.append(model(chunk).detach())
+            logits = model(chunk).detach()
         assert_fired(calls, sorted(capture), "clean run")
-    return torch.cat(logits_parts), {k: torch.cat(v) for k, v in parts.items()}
+        if on_chunk is None:
+            logits_parts.append(logits)
+        else:
+            on_chunk(start, logits)
+    joined = torch.cat(logits_parts) if logits_parts else torch.empty(0)
+    return joined, {k: torch.cat(v) for k, v in parts.items()}
 
 
 def run_variants(
@@ -159,44 +171,51 @@ def run_variants(
     repl: Replacements,
     max_rows: int = DEFAULT_MAX_ROWS,
     resume: bool = True,
+    sink: LogitSink | None = None,
 ) -> list[torch.Tensor]:
-    """Logits ``[n_seqs, seq, vocab]`` for each variant, stacked into shared passes (module docstring).
+    """Run every variant, stacked into shared passes (module docstring); variant ``k``'s logits go to
+    ``sink`` as run ``k``, chunk by chunk. Without a sink, returns each variant's logits ``[n_seqs, seq,
+    vocab]`` (tests and benchmarks); with one, returns nothing.
 
     With ``resume``, each pass starts as late as its variants' edits allow (see
     :mod:`circuitcheck.run.resume`); without it, every pass starts from the tokens.
     """
     if not variants:
         return []
+    collector = None
+    if sink is None:
+        collector = Collector(len(data.inputs[CLEAN]), lambda name: repl.inputs[name].logits(model))
+        sink = collector
     for variant in variants:
         for edit in variant.edits:
             repl.prepare(edit)  # fits and precomputations now: run inside a hook they would fire hooks
-    points = _start_points(model, variants, data, repl, max_rows) if resume else [FROM_TOKENS] * len(variants)
+    points = _start_points(model, variants, data, repl, max_rows, sink) if resume else [FROM_TOKENS] * len(variants)
     by_start: dict[StartPoint, list[int]] = defaultdict(list)
     for k, point in enumerate(points):
         by_start[point].append(k)
-    outputs: list[torch.Tensor] = [torch.empty(0)] * len(variants)
     for point, members in sorted(by_start.items(), key=lambda item: item[0].run_order):
-        for k, logits in _run_start_point(model, point, members, variants, data, repl, max_rows):
-            outputs[k] = logits
-    return outputs
+        _run_start_point(model, point, members, variants, data, repl, max_rows, sink)
+    return [] if collector is None else [collector.outputs[k] for k in range(len(variants))]
 
 
 def _start_points(
-    model: Any, variants: list[Variant], data: EngineInputs, repl: Replacements, max_rows: int
+    model: Any, variants: list[Variant], data: EngineInputs, repl: Replacements, max_rows: int, sink: LogitSink
 ) -> list[StartPoint]:
     """Each variant's start point, after caching the unedited run of every other input where that
     pays (:func:`circuitcheck.run.resume.inputs_worth_caching`)."""
     inside_ok = starts_inside_blocks(model)
     wanted = resume_hooks(model)
     would_hold = dict.fromkeys(wanted)  # what an input's cache will hold, once made
+    from_cache = isinstance(sink, Collector)  # a Collector rebuilds unedited logits from the cache
     points = [
-        start_point(model, v, repl.inputs[v.input].acts if v.input in repl.inputs else would_hold, inside_ok)
+        start_point(model, v, repl.inputs[v.input].acts if v.input in repl.inputs else would_hold, inside_ok,
+                    from_cache)
         for v in variants
     ]
     for name in inputs_worth_caching(model, variants, points, repl.inputs):
         with torch.no_grad():
-            logits, acts = clean_run(model, data.inputs[name], wanted, max_rows)
-        repl.inputs[name] = InputCache(acts, known_logits=logits)
+            logits, acts = clean_run(model, data.inputs[name], wanted, max_rows, sink.input_chunks(name))
+        repl.inputs[name] = InputCache(acts, known_logits=logits if logits.numel() else None)
     return [served_start(v, p, repl.inputs) for v, p in zip(variants, points, strict=True)]
 
 
@@ -208,23 +227,24 @@ def _run_start_point(
     data: EngineInputs,
     repl: Replacements,
     max_rows: int,
-) -> list[tuple[int, torch.Tensor]]:
-    """(variant index, logits) for the variants ``members`` that start at ``point``."""
+    sink: LogitSink,
+) -> None:
+    """Run the variants ``members`` that start at ``point`` into ``sink``."""
     if point.kind is Start.CACHED:
-        return [(k, repl.inputs[point.input].logits(model).clone()) for k in members]
-    out: list[tuple[int, torch.Tensor]] = []
+        for k in members:
+            sink.like_input(k, point.input)
+        return
     if point.kind is Start.INSIDE_LAST_BLOCK:
-        check_inside_start(model, repl.inputs[point.input], point.input)
+        check_inside_start(model, repl.inputs[point.input], sink.input_head, point.input)
         sparse, members = _few_positions(variants, members, data.masks)
-        per_position = _run_per_position(
-            model, [variants[k] for k in sparse], list(sparse.values()), data, repl, max_rows, point
-        )
-        out += zip(sparse, per_position, strict=True)
+        _run_per_position(model, variants, sparse, data, repl, max_rows, point, sink)
     for first in range(0, len(members), max_rows):  # more variants than rows: several passes
         part = members[first : first + max_rows]
-        logits = _run_pass(model, [variants[k] for k in part], data, repl, max_rows, point)
-        out += zip(part, logits.unbind(0), strict=True)
-    return out
+
+        def emit(block: int, seq: int, logits: torch.Tensor, part: list[int] = part) -> None:
+            sink.chunk(part[block], seq, logits)
+
+        _run_pass(model, [variants[k] for k in part], data, repl, max_rows, point, emit)
 
 
 def _few_positions(
@@ -242,43 +262,56 @@ def _few_positions(
 def _run_per_position(
     model: Any,
     variants: list[Variant],
-    positions: list[torch.Tensor],
+    positions: dict[int, torch.Tensor],
     data: EngineInputs,
     repl: Replacements,
     max_rows: int,
     point: StartPoint,
-) -> list[torch.Tensor]:
-    """Variants that start inside the last block, one block per edited position (``positions[k]``
-    for ``variants[k]``); every other position keeps the input's unedited logits."""
-    if not variants:
-        return []
-    n_edited = torch.tensor([len(p) for p in positions], dtype=torch.long)
-    block_variant = torch.repeat_interleave(torch.arange(len(variants)), n_edited)
-    block_position = torch.cat(positions)
-    base = repl.inputs[point.input].logits(model)
-    out = base.expand((len(variants),) + base.shape).clone()
+    sink: LogitSink,
+) -> None:
+    """Variants that start inside the last block, one block per edited position (``positions[k]`` for
+    ``variants[k]``); every other position keeps the input's unedited logits."""
+    if not positions:
+        return
+    members = list(positions)
+    for k in members:
+        sink.like_input(k, point.input)
+    n_edited = torch.tensor([len(positions[k]) for k in members], dtype=torch.long)
+    block_variant = torch.repeat_interleave(torch.tensor(members, dtype=torch.long), n_edited)
+    block_position = torch.cat([positions[k] for k in members])
     for first in range(0, len(block_position), max_rows):  # more blocks than rows: several passes
         owner, at = block_variant[first : first + max_rows], block_position[first : first + max_rows]
         used, local = torch.unique(owner, return_inverse=True)  # the pass's variants, and each block's
         blocks = PassBlocks(block_variant=local, block_position=at)
-        logits = _run_pass(model, [variants[k] for k in used.tolist()], data, repl, max_rows, point, blocks)
-        out[owner, :, at] = logits[:, :, 0]
-    return list(out.unbind(0))
+
+        def emit(block: int, seq: int, logits: torch.Tensor, owner: torch.Tensor = owner, at: torch.Tensor = at,
+                 ) -> None:
+            sink.position(int(owner[block]), seq, int(at[block]), logits[:, 0])
+
+        _run_pass(model, [variants[k] for k in used.tolist()], data, repl, max_rows, point, emit, blocks)
 
 
-def check_inside_start(model: Any, cache: InputCache, name: str = CLEAN, n: int = 4) -> None:
+def check_inside_start(
+    model: Any,
+    cache: InputCache,
+    logits_head: Callable[[str, int], torch.Tensor] | None = None,
+    name: str = CLEAN,
+    n: int = 4,
+) -> None:
     """Starting inside the last block, with no edits, must give the input's logits back.
 
     The resumed computation mirrors TransformerLens's native block by hand, so it is checked
-    against the unedited run's own logits (its first ``n`` sequences) once per input before any
-    result uses it.
+    against the unedited run's own logits (its first ``n`` sequences, from ``logits_head(name, n)``, or
+    recomputed from the cache) once per input before any result uses it.
     """
     if cache.inside_checked:
         return
     last = int(model.cfg.n_layers) - 1
+    n = min(n, len(cache.acts[z_hook(last)]))
     with torch.no_grad():
         got = forward_inside_last_block(model, cache.acts[resume_hook(model, last)][:n], cache.acts[z_hook(last)][:n])
-    want = cache.logits(model)[:n]
+    want = cache.logits(model)[:n] if logits_head is None else logits_head(name, n)
+    got = got[: len(want)]
     if not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
         raise SelfCheckError(
             f"starting inside block {last} at its cached hook_z does not reproduce the logits of input '{name}' "
@@ -321,16 +354,17 @@ def _run_pass(
     repl: Replacements,
     max_rows: int,
     point: StartPoint,
+    emit: Callable[[int, int, torch.Tensor], None],
     blocks: PassBlocks | None = None,
-) -> torch.Tensor:
-    """Logits ``[n_blocks, n_seqs, ...]``: one block per variant, or per entry of ``blocks``;
-    chunked so that no forward call exceeds ``max_rows`` rows (unless one block alone does)."""
+) -> None:
+    """One block per variant, or per entry of ``blocks``; chunked so that no forward call exceeds
+    ``max_rows`` rows (unless one block alone does). Each call's logits go out block by block,
+    ``emit(block, first sequence, logits [c, seq or 1, vocab])``, before the next call starts."""
     n_seqs = len(data.inputs[CLEAN])
     n_blocks = len(variants) if blocks is None else len(blocks.block_variant)
     seqs_per_call = max(1, max_rows // n_blocks)
     edits = _pass_edits(variants, data.masks, blocks)
     block_positions = None if blocks is None else blocks.block_position
-    parts: list[torch.Tensor] = []
     for first in range(0, n_seqs, seqs_per_call):
         seqs = torch.arange(first, min(first + seqs_per_call, n_seqs))
         stash: dict[str, torch.Tensor] = {}
@@ -342,8 +376,11 @@ def _run_pass(
         with counted_hooks(model, hooks) as calls:
             logits = _forward(model, point, variants, data, seqs, repl, block_positions).detach()
         assert_fired(calls, sorted(hooks), "intervention run")
-        parts.append(logits.view((n_blocks, len(seqs)) + logits.shape[1:]))
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        view = logits.view((n_blocks, len(seqs)) + logits.shape[1:])
+        for block in range(n_blocks):
+            emit(block, first, view[block])
+        del logits, view
+    release_freed_memory()
 
 
 def _forward(

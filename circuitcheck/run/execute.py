@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from circuitcheck.errors import SelfCheckError
+from circuitcheck.plan.circuits import ModelShape
 from circuitcheck.plan.compile import FilePlan
 from circuitcheck.plan.components import HookSite, available_hooks, complement, model_components, resolve_components
-from circuitcheck.plan.interventions import CLEAN, ClaimOutputs, EdgeRun, HookEdit, Measurement, Variant
+from circuitcheck.plan.interventions import CLEAN, ClaimOutputs, ClaimPlan, EdgeRun, HookEdit, Measurement, Variant
 from circuitcheck.plan.positions import ALL
-from circuitcheck.run.edges import FULL_CIRCUIT_ATOL, EdgeAblation, check_full_circuit, run_circuits
+from circuitcheck.run.clean_pass import CleanCaptures, clean_pass, default_budget_bytes, plan_memory
+from circuitcheck.run.edges import FULL_CIRCUIT_ATOL, EdgeAblation, EdgeLayout, run_circuits
 from circuitcheck.run.engine import (
     DEFAULT_MAX_ROWS,
     EngineInputs,
@@ -24,7 +27,8 @@ from circuitcheck.run.engine import (
     counted_hooks,
     run_variants,
 )
-from circuitcheck.run.resume import resume_hooks
+from circuitcheck.run.readouts import Readouts, Want, input_target
+from circuitcheck.run.resume import hooks_to_resume
 
 IDENTITY_ATOL = 1e-5
 
@@ -65,14 +69,16 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max()) if a.numel() else 0.0
 
 
-def _check_finite(name: str, logits: torch.Tensor, model: Any = None, tokens: torch.Tensor | None = None) -> None:
-    bad = ~torch.isfinite(logits)
-    if bad.any():
-        seq, pos = (int(x) for x in bad.nonzero()[0][:2])
-        where = ""
-        if model is not None and tokens is not None:
-            where = f"; first non-finite activation at hook {first_nonfinite_hook(model, tokens[seq : seq + 1])!r}"
-        raise SelfCheckError(f"non-finite logits in run '{name}' at sequence {seq}, position {pos}{where}")
+def _check_finite(sink: Readouts, describe: Callable[[Hashable], str], model: Any, tokens: torch.Tensor) -> None:
+    """Raise on the first run whose logits were NaN or infinite, naming where (for the clean run: the
+    first hook whose activation is not finite)."""
+    if sink.non_finite is None:
+        return
+    k, seq, pos = sink.non_finite
+    where = ""
+    if k == input_target(CLEAN):
+        where = f"; first non-finite activation at hook {first_nonfinite_hook(model, tokens[seq : seq + 1])!r}"
+    raise SelfCheckError(f"non-finite logits in run '{describe(k)}' at sequence {seq}, position {pos}{where}")
 
 
 def first_nonfinite_hook(model: Any, tokens: torch.Tensor) -> str | None:
@@ -133,26 +139,107 @@ def counting_passes(model: Any, progress: Callable[[str], None] | None) -> Itera
 
 
 def run_file(
-    plan: FilePlan, max_rows: int = DEFAULT_MAX_ROWS, resume: bool = True, progress: Callable[[str], None] | None = None
+    plan: FilePlan,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    resume: bool = True,
+    progress: Callable[[str], None] | None = None,
+    memory_budget: int | None = None,
 ) -> FileResult:
     """Run every variant the plan's claims need, self-check, and score; ``progress`` hears what the
-    run is doing (a stage and a count of forward passes) a few times a second."""
+    run is doing (a stage and a count of forward passes) a few times a second.
+
+    Each pass's logits are reduced to what the claims read before the next pass starts
+    (:mod:`circuitcheck.run.readouts`): what a run keeps is scalars per run and scored position, the
+    clean logits' rows where a metric reads the clean distribution, and the first ``max_rows``
+    sequences' clean logits for the self-checks. ``max_rows`` is lowered so that one call's logits
+    stay within ``LOGIT_BYTES_PER_CALL``; the clean activations kept must fit ``memory_budget`` bytes
+    (default: :func:`circuitcheck.run.clean_pass.default_budget_bytes`; see
+    :mod:`circuitcheck.run.clean_pass`)."""
     start = time.perf_counter()
-    runs = _build_runs(plan)
-    ran = _run_all(plan, runs, max_rows, resume, progress)
-    checks = _self_checks(runs, ran)
-    edge_logits, edge_checks = _run_edges(plan, max_rows, ran.clean_logits)
-    checks += edge_checks
-    results = _score_claims(plan, ran, max_rows, edge_logits)
+    max_rows = rows_per_call(plan, max_rows)
+    runs = _build_runs(plan, max_rows)
+    budget = default_budget_bytes() if memory_budget is None else memory_budget
+    memory = plan_memory(plan.loaded.model, plan.batch.tokens, runs.captures.full, runs.resume_hooks, budget)
+    sink = _readouts(plan, runs, max_rows)
+    ran = _run_all(plan, runs, max_rows, resume and memory.resume, progress, sink)
+    checks = _self_checks(runs, sink)
+    checks += _run_edges(plan, max_rows, sink)
+    _run_other_models(plan, max_rows, sink)
+    _check_finite(sink, lambda k: _describe(runs, k), plan.loaded.model, plan.batch.tokens)
+    results = _score_claims(plan, runs, sink, ran.cache)
     rows = len(plan.batch.tokens) * (len(runs.variants) + 1)  # + 1: the clean run
-    captured = {hook: ran.cache[hook] for claim in plan.claims for hook in claim.captures}
-    return FileResult(plan, tuple(results), checks, rows, time.perf_counter() - start, ran.timings, captured)
+    captured = {hook: ran.cache[hook] for claim in plan.claims for hook in claim.captures | claim.figure_captures
+                if hook in ran.cache}
+    timings = ran.timings | {"rows_per_call": max_rows, "resumed": float(resume and memory.resume),
+                             "cache_required_bytes": memory.required_bytes, "cache_resume_bytes": memory.resume_bytes}
+    return FileResult(plan, tuple(results), checks, rows, time.perf_counter() - start, timings, captured)
+
+
+LOGIT_BYTES_PER_CALL = 256 * 2**20
+"""The most logits one forward call may produce: ``max_rows`` is lowered to fit (GPT-2's vocabulary
+makes a 15-token row 3 MB, so 4096 rows would be 12 GB in one call; the zoo's rows are 15 KB)."""
+
+
+def rows_per_call(plan: FilePlan, max_rows: int) -> int:
+    """``max_rows``, lowered so that one call's float32 logits fit ``LOGIT_BYTES_PER_CALL``."""
+    row = int(plan.batch.tokens.shape[1]) * int(plan.loaded.model.cfg.d_vocab) * 4
+    return max(1, min(max_rows, LOGIT_BYTES_PER_CALL // row))
+
+
+def _describe(runs: _Runs, k: Hashable) -> str:
+    if isinstance(k, int):
+        return runs.variants[k].describe()
+    if isinstance(k, tuple) and k[0] == "window":
+        return runs.on_window[k[1]].describe()
+    if isinstance(k, tuple) and k[0] == "input":
+        return str(k[1])
+    if isinstance(k, tuple) and k[0] == "edge":
+        return f"edge run: {k[1].describe()}"
+    return "other model" if isinstance(k, tuple) and k[0] == "model" else str(k)
+
+
+def _target(claim: ClaimPlan, role: str | None, runs: _Runs) -> Hashable:
+    """The sink's name for the run a claim calls ``role``."""
+    if role is None:
+        return input_target(CLEAN)
+    if role in claim.variants:
+        return runs.index[claim.variants[role]]
+    if role in claim.edge_runs:
+        return ("edge", claim.edge_runs[role])
+    if role in claim.other_models:
+        return ("model", id(claim.other_models[role]))
+    raise KeyError(f"claim {claim.claim_id!r} reads run {role!r}, which is none of its variants, edge runs or models")
+
+
+def _readouts(plan: FilePlan, runs: _Runs, max_rows: int) -> Readouts:
+    """The sink of a file's runs: every claim's reads, and the same reads of each variant's input (a
+    variant that starts inside the last block keeps its input's values at the positions it does not edit)."""
+    wants: dict[Hashable, dict[tuple[str, int], Want]] = defaultdict(dict)
+    for claim in plan.claims:
+        for read in claim.reads:
+            want = Want(read.metric, read.mask)
+            target = _target(claim, read.role, runs)
+            wants[target][want.key] = want
+            if isinstance(target, int):
+                wants[input_target(runs.variants[target].input)][want.key] = want
+    rows = [m for claim in plan.claims for m in claim.clean_rows]
+    full = any(claim.needs_clean_logits for claim in plan.claims)
+    window = min(len(plan.batch.tokens), max_rows)
+    sink = Readouts(plan.batch.next_token, {k: list(v.values()) for k, v in wants.items()}, rows, window, full)
+    for variant in (runs.identity, runs.noop):
+        sink.compare_with_clean(runs.key(variant))
+    sink.check_constant(runs.key(runs.empty))
+    return sink
 
 
 @dataclass(frozen=True)
 class _Runs:
     """What ``run_file`` runs: the claims' variants and the self-checks' (in one list, since a claim's
-    variant may equal a check's), and the clean activations to capture."""
+    variant may equal a check's), and what the clean pass keeps.
+
+    When the dataset is longer than the window (``max_rows`` sequences), the identity and empty-circuit
+    checks run on the window only (``on_window``), so that the run need not keep every sequence's clean
+    activations at every hook just to check itself."""
 
     variants: list[Variant]
     identity: Variant
@@ -163,10 +250,24 @@ class _Runs:
     """Every component mean-ablated (the empty circuit)."""
     left_when_keeping_all: list[HookSite]
     """Sites that keeping every component would still ablate (should be none)."""
-    capture: set[str]
+    captures: CleanCaptures
+    resume_hooks: set[str]
+    """The cached activations the variants would resume from (kept if the memory budget allows)."""
+    on_window: list[Variant]
+    window: int
+
+    @property
+    def index(self) -> dict[Variant, int]:
+        return {v: k for k, v in enumerate(self.variants)}
+
+    def key(self, variant: Variant) -> Hashable:
+        """The sink's name for a variant's run."""
+        if variant in self.on_window:
+            return ("window", self.on_window.index(variant))
+        return self.index[variant]
 
 
-def _build_runs(plan: FilePlan) -> _Runs:
+def _build_runs(plan: FilePlan, max_rows: int) -> _Runs:
     model = plan.loaded.model
     unique: dict[Variant, int] = {}
     for claim in plan.claims:
@@ -176,76 +277,118 @@ def _build_runs(plan: FilePlan) -> _Runs:
     noop = Variant()
     everything = resolve_components(model, model_components(model), ())
     empty = Variant(edits=tuple(HookEdit(s, ALL, "mean") for s in complement(model, [])))
-    variants = list(dict.fromkeys([*unique, empty, identity, noop]))
+    window = min(len(plan.batch.tokens), max_rows)
+    split = window < len(plan.batch.tokens)
+    on_window = [v for v in (empty, identity) if v not in unique] if split else []
+    variants = list(dict.fromkeys([*unique, *(v for v in (empty, identity) if v not in on_window), noop]))
     edits = [e for v in variants for e in v.edits]
-    capture = {c for claim in plan.claims for c in claim.captures}
-    capture |= {e.site.hook for e in edits} | {e.reads for e in edits if e.reads}
-    capture |= {h for e in edits if e.path for h in (e.path.resid, e.path.sender.hook)}
-    capture |= resume_hooks(model)
-    return _Runs(variants, identity, noop, empty, complement(model, everything), capture)
+    full = {c for claim in plan.claims for c in claim.captures}
+    full |= {e.reads for e in edits if e.reads}
+    full |= {h for e in edits if e.path for h in (e.path.resid, e.path.sender.hook)}
+    by_value = {e.site.hook for e in edits if e.source in ("zero", "mean")} if split else set()
+    full |= {e.site.hook for e in edits} - by_value
+    if not split:  # attention patterns for the HTML report, when the dataset fits one pass
+        full |= {h for claim in plan.claims for h in claim.figure_captures}
+    reduced = tuple(c for claim in plan.claims for c in claim.reduced_captures)
+    captures = CleanCaptures(full, {e.site.hook for v in on_window for e in v.edits}, by_value, reduced)
+    resume = hooks_to_resume(model, [v for v in variants if v.input == CLEAN])
+    return _Runs(variants, identity, noop, empty, complement(model, everything), captures, resume, on_window, window)
 
 
 @dataclass(frozen=True)
 class _Ran:
-    clean_logits: torch.Tensor
     cache: dict[str, torch.Tensor]
     """The clean run's captured activations."""
-    logits: dict[Variant, torch.Tensor]
     timings: dict[str, float]
 
 
 def _run_all(
-    plan: FilePlan, runs: _Runs, max_rows: int, resume: bool, progress: Callable[[str], None] | None
+    plan: FilePlan,
+    runs: _Runs,
+    max_rows: int,
+    resume: bool,
+    progress: Callable[[str], None] | None,
+    sink: Readouts,
 ) -> _Ran:
-    """The clean run, then every variant in the engine's stacked passes."""
+    """The clean run, then every variant in the engine's stacked passes, all into ``sink``."""
     model = plan.loaded.model
     with torch.no_grad(), counting_passes(model, progress) as passes:
         t0 = time.perf_counter()
         passes.enter(f"clean run of {len(plan.batch.tokens)} sequences")
-        clean_logits, cache = clean_run(model, plan.batch.tokens, runs.capture, max_rows)
-        _check_finite(CLEAN, clean_logits, model, plan.batch.tokens)
+        captures = runs.captures
+        if resume:
+            captures = replace(captures, full=captures.full | runs.resume_hooks)
+        clean = clean_pass(model, plan.batch.tokens, captures, max_rows, runs.window, sink.input_chunks(CLEAN))
+        _check_finite(sink, lambda k: _describe(runs, k), model, plan.batch.tokens)
         data = EngineInputs(plan.inputs, plan.masks)
         t1 = time.perf_counter()
         passes.enter(f"{len(runs.variants)} variant runs, at most {max_rows} rows a pass")
-        repl = Replacements(cache, model, plan.masks)
-        outs = run_variants(model, runs.variants, data, repl, max_rows, resume=resume)
+        repl = Replacements(clean.acts, model, plan.masks, clean.means)
+        run_variants(model, runs.variants, data, repl, max_rows, resume=resume, sink=sink)
+        if runs.on_window:
+            passes.enter(f"{len(runs.on_window)} self-check runs on the first {runs.window} sequences")
+            _run_on_window(plan, runs, clean.window_acts, max_rows, sink)
         t2 = time.perf_counter()
         passes.enter("scoring claims")
     timings = {"clean_seconds": t1 - t0, "variants_seconds": t2 - t1}
-    return _Ran(clean_logits, cache, dict(zip(runs.variants, outs, strict=True)), timings)
+    return _Ran(clean.acts, timings)
 
 
-def _self_checks(runs: _Runs, ran: _Ran) -> tuple[SelfCheck, ...]:
+class _Renamed:
+    """A sink that files run ``k`` under ``names[k]`` (the self-checks' runs on the window)."""
+
+    def __init__(self, sink: Readouts, names: list[Hashable]) -> None:
+        self.sink, self.names = sink, dict(enumerate(names))
+        self.like_input, self.input_head = sink.like_input, sink.input_head
+
+    def chunk(self, k: Hashable, first: int, logits: torch.Tensor) -> None:
+        self.sink.chunk(self.names[k], first, logits)  # type: ignore[index]
+
+    def position(self, k: Hashable, first: int, position: int, logits: torch.Tensor) -> None:
+        self.sink.position(self.names[k], first, position, logits)  # type: ignore[index]
+
+    def input_chunks(self, name: str) -> None:
+        return None
+
+
+def _run_on_window(
+    plan: FilePlan, runs: _Runs, window_acts: dict[str, torch.Tensor], max_rows: int, sink: Readouts
+) -> None:
+    """The identity and empty-circuit checks on the first ``runs.window`` sequences, from the tokens."""
+    w = runs.window
+    data = EngineInputs({CLEAN: plan.batch.tokens[:w]}, {k: m[:w] for k, m in plan.masks.items()})
+    repl = Replacements(window_acts, plan.loaded.model, data.masks)
+    names = [runs.key(v) for v in runs.on_window]
+    run_variants(plan.loaded.model, runs.on_window, data, repl, max_rows, resume=False, sink=_Renamed(sink, names))
+
+
+def _self_checks(runs: _Runs, sink: Readouts) -> tuple[SelfCheck, ...]:
     """The run's self-checks; raises ``SelfCheckError`` naming every one that failed."""
-    for variant, logits in ran.logits.items():
-        _check_finite(variant.describe(), logits)
-    blank, left = ran.logits[runs.empty], runs.left_when_keeping_all
+    window = f"over the first {sink.window} sequences"
+    left = runs.left_when_keeping_all
     checks = (
         SelfCheck("hooks_fired", True, f"every hook fired in {len(runs.variants) + 1} variant runs"),
-        _compare(
+        _check(
             "identity_patch",
-            "clean activations patched at every edited hook reproduce the clean logits",
-            ran.logits[runs.identity],
-            ran.clean_logits,
+            f"clean activations patched at every edited hook reproduce the clean logits {window}",
+            sink.against_clean[runs.key(runs.identity)],
         ),
-        _compare(
+        _check(
             "batched_noop",
-            "an unedited variant stacked with the others reproduces the clean run",
-            ran.logits[runs.noop],
-            ran.clean_logits,
+            f"an unedited variant stacked with the others reproduces the clean run {window}",
+            sink.against_clean[runs.key(runs.noop)],
         ),
-        SelfCheck("finite", True, "all logits finite"),
+        SelfCheck("finite", sink.non_finite is None, "all logits finite"),
         SelfCheck(
             "full_circuit",
             not left,
             f"keeping every component ablates nothing ({len(left)} site(s) left to ablate); "
             "the unedited run is the model",
         ),
-        _compare(
+        _check(
             "empty_circuit",
             "with every component mean-ablated the output is the same for every sequence",
-            blank,
-            blank[:1].expand_as(blank),
+            sink.constant[runs.key(runs.empty)],
             atol=1e-4,
         ),
     )
@@ -255,23 +398,28 @@ def _self_checks(runs: _Runs, ran: _Ran) -> tuple[SelfCheck, ...]:
     return checks
 
 
-def _other_models_logits(plan: FilePlan, max_rows: int) -> dict[int, torch.Tensor]:
-    """The clean logits of every other model a claim compares with, by ``id`` of the model."""
-    others: dict[int, torch.Tensor] = {}
+def _run_other_models(plan: FilePlan, max_rows: int, sink: Readouts) -> None:
+    """The clean run of every other model a claim compares with, into ``sink`` as ``("model", id)``."""
+    done: set[int] = set()
     with torch.no_grad():
         for claim in plan.claims:
             for other in claim.other_models.values():
-                if id(other) not in others:
-                    others[id(other)] = clean_run(other, plan.batch.tokens, set(), max_rows)[0]
-                    _check_finite("other model", others[id(other)], other, plan.batch.tokens)
-    return others
+                if id(other) not in done:
+                    done.add(id(other))
+                    clean_run(other, plan.batch.tokens, set(), max_rows, _into(sink, ("model", id(other))))
 
 
-def _run_edges(
-    plan: FilePlan, max_rows: int, clean_logits: torch.Tensor
-) -> tuple[dict[EdgeRun, torch.Tensor], tuple[SelfCheck, ...]]:
-    """Every claim's edge-level circuit runs, stacked per ablation, and for each ablation the
-    self-check that the full circuit reproduces the model (none when no claim runs edges)."""
+def _into(sink: Readouts, target: Hashable) -> Callable[[int, torch.Tensor], None]:
+    def take(first: int, logits: torch.Tensor) -> None:
+        sink.chunk(target, first, logits)
+
+    return take
+
+
+def _run_edges(plan: FilePlan, max_rows: int, sink: Readouts) -> tuple[SelfCheck, ...]:
+    """Every claim's edge-level circuit runs, stacked per ablation, into ``sink`` as ``("edge", run)``;
+    and for each ablation the self-check that the full circuit reproduces the model (none when no
+    claim runs edges)."""
     model, tokens = plan.loaded.model, plan.batch.tokens
     by_ablation: dict[tuple[str, int | None], list[EdgeRun]] = {}
     for claim in plan.claims:
@@ -279,30 +427,37 @@ def _run_edges(
             group = by_ablation.setdefault((edge_run.method, edge_run.seed), [])
             if edge_run not in group:
                 group.append(edge_run)
-    logits: dict[EdgeRun, torch.Tensor] = {}
     checks = []
+    scale = max(1.0, float(sink.input_head(CLEAN, sink.window).abs().max())) if by_ablation else 1.0
     for (method, seed), group in by_ablation.items():
         ablation = EdgeAblation(method, seed)  # type: ignore[arg-type]
-        diff = check_full_circuit(model, tokens, ablation, max_rows=max_rows, clean_logits=clean_logits)
-        outs = run_circuits(model, tokens, [r.edges for r in group], ablation, max_rows=max_rows)
-        for edge_run, out in zip(group, outs, strict=True):
-            _check_finite(f"edge run: {edge_run.describe()}", out)
-            logits[edge_run] = out
+        full = ("edge-full", method, seed)
+        sink.compare_with_clean(full)
+        run_circuits(model, tokens, [EdgeLayout(ModelShape.of(model)).all_edges()], ablation, max_rows=max_rows,
+                     sink=sink, keys=[full])
+        diff = sink.against_clean[full]
+        if diff > FULL_CIRCUIT_ATOL * scale:
+            raise SelfCheckError(
+                f"the full circuit does not reproduce the model ({method}-ablation): max |logit difference| "
+                f"{diff:.2e} > {FULL_CIRCUIT_ATOL * scale:.2g} ({FULL_CIRCUIT_ATOL:g} x the largest |logit|); "
+                "edge-level results on this model are invalid"
+            )
+        run_circuits(model, tokens, [r.edges for r in group], ablation, max_rows=max_rows, sink=sink,
+                     keys=[("edge", r) for r in group])
         shown = f"{method}" + (f" (seed {seed})" if seed is not None else "")
         checks.append(SelfCheck(
             f"full_edge_circuit_{method}" + (f"_{seed}" if seed is not None else ""), True,
-            f"the circuit of every edge, {shown}-ablating none, reproduces the model: max |diff| = {diff:.2e} "
-            f"(tolerance {FULL_CIRCUIT_ATOL:g} x the largest |logit|); {len(group)} edge-level circuit run(s)",
+            f"the circuit of every edge, {shown}-ablating none, reproduces the model over the first {sink.window} "
+            f"sequences: max |diff| = {diff:.2e} (tolerance {FULL_CIRCUIT_ATOL:g} x the largest |logit|); "
+            f"{len(group)} edge-level circuit run(s)",
         ))
-    return logits, tuple(checks)
+    return tuple(checks)
 
 
-def _score_claims(
-    plan: FilePlan, ran: _Ran, max_rows: int, edge_logits: dict[EdgeRun, torch.Tensor] | None = None
-) -> list[ClaimResult]:
+def _score_claims(plan: FilePlan, runs: _Runs, sink: Readouts, cache: dict[str, torch.Tensor]) -> list[ClaimResult]:
     """Every claim's measurement, in the plan's order; derived claims after the ones they read."""
-    others = _other_models_logits(plan, max_rows)
     measured: dict[str, ClaimResult] = {}
+    full_clean = sink.clean_logits()
     for claim in sorted(plan.claims, key=lambda c: bool(c.depends_on)):
         t = time.perf_counter()
         if claim.derive is not None:
@@ -312,17 +467,17 @@ def _score_claims(
                 batch=plan.batch,
                 masks=plan.masks,
                 inputs=plan.inputs,
-                clean_logits=ran.clean_logits,
-                captured=ran.cache,
-                variant_logits={role: ran.logits[v] for role, v in claim.variants.items()}
-                | {role: others[id(m)] for role, m in claim.other_models.items()}
-                | {role: (edge_logits or {})[r] for role, r in claim.edge_runs.items()},
+                captured=cache,
+                values={r.key: sink.values[(_target(claim, r.role, runs), *Want(r.metric, r.mask).key)]
+                        for r in claim.reads},
+                rows={id(m): sink.rows[id(m)] for m in claim.clean_rows},
+                full_clean_logits=full_clean if claim.needs_clean_logits else None,
+                claim_id=claim.claim_id,
             )
             measurement = claim.score(out)
         measured[claim.claim_id] = ClaimResult(claim.claim_id, measurement, time.perf_counter() - t)
     return [measured[c.claim_id] for c in plan.claims]
 
 
-def _compare(name: str, what: str, got: torch.Tensor, want: torch.Tensor, atol: float = IDENTITY_ATOL) -> SelfCheck:
-    diff = _max_diff(got, want)
+def _check(name: str, what: str, diff: float, atol: float = IDENTITY_ATOL) -> SelfCheck:
     return SelfCheck(name, diff <= atol, f"{what}: max |diff| = {diff:.2e} (tolerance {atol:g})")

@@ -51,12 +51,17 @@ class Replacements:
     """Replacement activations for edits, computed once from the clean cache."""
 
     def __init__(
-        self, cache: dict[str, torch.Tensor], model: Any = None, masks: dict[str, torch.Tensor] | None = None
+        self,
+        cache: dict[str, torch.Tensor],
+        model: Any = None,
+        masks: dict[str, torch.Tensor] | None = None,
+        means: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.cache = cache
         self.model = model
         self.masks = masks or {}
-        self._means: dict[str, torch.Tensor] = {}
+        self._means: dict[str, torch.Tensor] = dict(means or {})
+        """Per hook, the clean run's per-position mean ``[1, ...]`` (given, or computed from the cache)."""
         self._perms: dict[int, torch.Tensor] = {}
         self._linear: dict[HookEdit, tuple[torch.Tensor, torch.Tensor]] = {}
         self._paths: dict[HookEdit, torch.Tensor] = {}
@@ -101,6 +106,10 @@ class Replacements:
         """What ``edit`` writes at its hook for the sequences ``seqs`` (all positions; the caller masks)."""
         if edit.source == "path":
             return self._paths[edit][seqs]
+        if edit.source in ("zero", "mean") and edit.site.hook in self._means:  # no full cache needed
+            mean = self._means[edit.site.hook]
+            shape = (len(seqs),) + mean.shape[1:]
+            return mean.new_zeros(shape) if edit.source == "zero" else mean.expand(shape)
         clean = self.cache[edit.site.hook]
         if edit.source == "zero":
             return clean.new_zeros((len(seqs),) + clean.shape[1:])

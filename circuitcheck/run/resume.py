@@ -131,9 +131,13 @@ def _layer_of(model: Any, hook: str) -> tuple[int, bool]:
     return 0, False
 
 
-def start_point(model: Any, variant: Variant, cache: Mapping[str, Any], inside_ok: bool | None = None) -> StartPoint:
+def start_point(
+    model: Any, variant: Variant, cache: Mapping[str, Any], inside_ok: bool | None = None, base_from_cache: bool = True
+) -> StartPoint:
     """The latest point a variant's pass can start from, given what the cache of the variant's
-    input holds (or would hold) (``inside_ok``: ``starts_inside_blocks(model)``, when the caller has it)."""
+    input holds (or would hold) (``inside_ok``: ``starts_inside_blocks(model)``, when the caller has it).
+    ``base_from_cache``: a pass inside the last block recomputes its input's unedited logits from the
+    cached final residual stream (False when a sink already holds what it reads of them)."""
     if not variant.edits:
         return FROM_TOKENS  # an un-edited variant runs in full: it is the stacking self-check
     hooks = [e.site.hook for e in variant.edits] + [e.reads for e in variant.edits if e.reads]
@@ -142,7 +146,10 @@ def start_point(model: Any, variant: Variant, cache: Mapping[str, Any], inside_o
     inside = all(p == (last, True) for p in places)
     if inside_ok is None:
         inside_ok = starts_inside_blocks(model)
-    if inside and inside_ok and {z_hook(last), resume_hook(model, last), resume_hook(model, last + 1)} <= cache.keys():
+    inside_needs = {z_hook(last), resume_hook(model, last)}
+    if base_from_cache:
+        inside_needs.add(resume_hook(model, last + 1))
+    if inside and inside_ok and inside_needs <= cache.keys():
         return StartPoint(Start.INSIDE_LAST_BLOCK, last, input=variant.input)
     layer = min(p[0] for p in places)
     if layer == 0 or resume_hook(model, layer) not in cache:
@@ -230,3 +237,19 @@ def edited_positions(variant: Variant, touched: dict[str, torch.Tensor]) -> torc
     for edit in variant.edits:
         union |= touched[edit.positions]
     return union.nonzero().flatten()
+
+
+def hooks_to_resume(model: Any, variants: list[Variant]) -> set[str]:
+    """The cached activations the clean-input ``variants`` would start from, when a sink holds what passes
+    read of the unedited logits (a subset of :func:`resume_hooks`: only the layers some variant resumes at)."""
+    inside_ok = starts_inside_blocks(model)
+    every = dict.fromkeys(resume_hooks(model))
+    last = int(model.cfg.n_layers) - 1
+    needed: set[str] = set()
+    for variant in variants:
+        point = start_point(model, variant, every, inside_ok, base_from_cache=False)
+        if point.kind is Start.LAYER:
+            needed.add(resume_hook(model, point.layer))
+        elif point.kind is Start.INSIDE_LAST_BLOCK:
+            needed |= {z_hook(last), resume_hook(model, last)}
+    return needed

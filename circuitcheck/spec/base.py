@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 
 class Strict(BaseModel):
@@ -17,49 +18,109 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+RULE_ERROR = "spec_rule"
+"""The pydantic error type of a rule a spec's validator checks; its context holds ``message`` and ``fix``."""
+
+
+def rule_error(message: str, fix: str) -> PydanticCustomError:
+    """A validator's error with the fix the loader prints under it (a plain ValueError has no fix line)."""
+    return PydanticCustomError(RULE_ERROR, "{message}", {"message": message, "fix": fix})
+
+
 class Threshold(Strict):
-    """Exactly one bound: ``{at_least: x}``, ``{at_most: x}``, or ``{within: m}`` (an equivalence bound,
-    ``|estimate| <= m``: the claim passes only when its whole interval lies inside ``[-m, m]``, fails when
-    the interval lies wholly outside, and is inconclusive otherwise)."""
+    """Exactly one bound: ``{at_least: x}``, ``{at_most: x}``, ``{between: [low, high]}`` (a band: the claim
+    passes only when its whole interval lies inside ``[low, high]``, fails when the interval lies wholly
+    outside it, and is inconclusive otherwise), or ``{within: m}`` (an equivalence bound, ``|estimate| <= m``:
+    the band ``[-m, m]``)."""
 
     at_least: float | None = None
     at_most: float | None = None
+    between: tuple[float, float] | None = Field(
+        default=None, description="A band [low, high]: pass when the whole interval lies inside it"
+    )
     within: float | None = Field(default=None, ge=0.0, description="Equivalence margin: |estimate| <= within")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Threshold:
-        if sum(x is not None for x in (self.at_least, self.at_most, self.within)) != 1:
-            raise ValueError("give exactly one of 'at_least', 'at_most' or 'within'")
+        given = [k for k in ("at_least", "at_most", "between", "within") if getattr(self, k) is not None]
+        if len(given) != 1:
+            shown = f"got {' and '.join(repr(k) for k in given)}" if given else "got none"
+            raise rule_error(
+                f"give exactly one of 'at_least', 'at_most', 'between' or 'within' ({shown})",
+                "e.g. {at_least: 0.5}, {at_most: 0.1}, {between: [0.4, 0.6]} or {within: 0.05}",
+            )
+        if self.between is not None and not self.between[0] < self.between[1]:
+            low, high = self.between
+            raise rule_error(
+                f"'between' needs [low, high] with low < high, got [{low:g}, {high:g}]",
+                f"write the smaller bound first: [{min(low, high):g}, {max(low, high):g}]"
+                if low > high else "for a single value use a narrow band, e.g. [0.49, 0.51]",
+            )
         return self
 
     @property
+    def band(self) -> tuple[float, float] | None:
+        """``(low, high)`` for a two-sided bound (``between``, or ``within`` as ``[-m, m]``); None otherwise."""
+        if self.between is not None:
+            return self.between
+        if self.within is not None:
+            return (-self.within, self.within)
+        return None
+
+    @property
     def value(self) -> float:
+        """The bound of a one-sided threshold; the margin of ``within``; the low end of ``between``."""
         if self.within is not None:
             return self.within
+        if self.between is not None:
+            return self.between[0]
         return self.at_least if self.at_least is not None else float(self.at_most or 0.0)
 
     @property
     def higher_is_better(self) -> bool:
-        """True for ``at_least``: an estimate worsens as it falls (for ``at_most``, as it rises; for
-        ``within``, as it moves away from zero, which this flag cannot say: it is False)."""
+        """True for ``at_least``: an estimate worsens as it falls (for ``at_most``, as it rises; for a band,
+        as it moves away from the band's centre, which this flag cannot say: it is False; see
+        :meth:`worsened_by`)."""
         return self.at_least is not None
 
     def passes(self, estimate: float) -> bool:
         if self.at_least is not None:
             return estimate >= self.at_least
-        if self.within is not None:
-            return abs(estimate) <= self.within
+        band = self.band
+        if band is not None:
+            return band[0] <= estimate <= band[1]
         return estimate <= self.value
 
     def outside(self, lo: float, hi: float) -> bool:
         """True when the interval ``[lo, hi]`` lies wholly on the failing side."""
-        if self.within is not None:
-            return hi < -self.within or lo > self.within
+        band = self.band
+        if band is not None:
+            return hi < band[0] or lo > band[1]
         return not self.passes(lo) and not self.passes(hi)
+
+    def margin(self, estimate: float) -> float:
+        """How far ``estimate`` is from the nearest bound (on either side of it)."""
+        band = self.band
+        if band is not None:
+            return min(abs(estimate - band[0]), abs(estimate - band[1]))
+        return abs(estimate - self.value)
+
+    def worsened_by(self, old: float, now: float) -> float:
+        """How far ``now`` moved from ``old`` in the failing direction: down for ``at_least``, up for
+        ``at_most``, away from the band's centre for ``between`` and ``within``."""
+        if self.at_least is not None:
+            return old - now
+        band = self.band
+        if band is not None:
+            centre = (band[0] + band[1]) / 2.0
+            return abs(now - centre) - abs(old - centre)
+        return now - old
 
     def __str__(self) -> str:
         if self.within is not None:
             return f"within ±{self.within:g}"
+        if self.between is not None:
+            return f"between {self.between[0]:g} and {self.between[1]:g}"
         return f">= {self.at_least:g}" if self.at_least is not None else f"<= {self.value:g}"
 
 
@@ -109,9 +170,10 @@ class PositionSelection(Strict):
             self.prefix_lacks,
         )
         if all(x is None for x in chosen):
-            raise ValueError(
-                "select something: give 'role', 'range', 'indices', 'same_as_previous', 'tokens', "
-                "'prefix_contains', 'prefix_lacks' or 'all: true'"
+            raise rule_error(
+                "select something: this selection has no key that selects positions",
+                "give 'role', 'range', 'indices', 'same_as_previous', 'tokens', 'prefix_contains', 'prefix_lacks' "
+                "or 'all: true', e.g. {role: Y}",
             )
         return self
 

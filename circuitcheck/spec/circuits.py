@@ -28,7 +28,7 @@ from pydantic import Discriminator, Field, PlainSerializer, PlainValidator, Tag,
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
 from circuitcheck.errors import SpecError
-from circuitcheck.spec.base import Strict
+from circuitcheck.spec.base import Strict, rule_error
 from circuitcheck.spec.components import (
     SYNTAX_ERROR,
     ComponentSyntaxError,
@@ -193,7 +193,12 @@ class CircuitSpec(Strict):
     @model_validator(mode="after")
     def _one_form(self) -> CircuitSpec:
         if (self.edges is None) == (self.nodes is None):
-            raise ValueError("give exactly one of 'edges' or 'nodes'")
+            both = self.edges is not None
+            raise rule_error(
+                "give exactly one of 'edges' or 'nodes'",
+                "keep one of the two: a circuit is its edges, or every edge among its nodes" if both
+                else "add 'edges: [\"sender -> receiver\", ...]' or 'nodes: [...]'",
+            )
         return self
 
 

@@ -8,16 +8,18 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from circuitcheck.errors import MAX_SHOWN_ERRORS, SpecError, SpecErrors
 from circuitcheck.metrics import metrics
 from circuitcheck.plugins import load_extensions
-from circuitcheck.spec.base import PositionSelection, Statistics, Strict
+from circuitcheck.spec.base import RULE_ERROR, PositionSelection, Statistics, Strict
 from circuitcheck.spec.circuits import CircuitName, CircuitSpec, circuit_errors
 from circuitcheck.spec.components import SYNTAX_ERROR
 from circuitcheck.spec.kinds import claim_kinds, dataset_kinds
-from circuitcheck.spec.references import CIRCUIT, CLAIM, METRIC, SELECTION, references
+from circuitcheck.spec.messages import Names, did_you_mean, explain, known, shown_value, spelt
+from circuitcheck.spec.references import CIRCUIT, CLAIM, METRIC, SELECTION, references_in_data
+from circuitcheck.spec.vacuity import vacuity_errors
 from circuitcheck.spec.yaml_source import SourceMap, read_yaml
 
 REPORT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -42,16 +44,6 @@ class HypothesisBase(Strict):
         default_factory=dict,
         description="Named circuits: edges 'sender -> receiver' (or the 'nodes:' shorthand) that claims refer to",
     )
-
-    @model_validator(mode="after")
-    def _cross_references(self) -> Any:
-        claims = getattr(self, "claims", [])
-        seen: set[str] = set()
-        for claim in claims:
-            if claim.id in seen:
-                raise ValueError(f"claim id {claim.id!r} is used twice; ids must be unique")
-            seen.add(claim.id)
-        return self
 
 
 def report_stem(spec: HypothesisBase, path: Path) -> str:
@@ -147,51 +139,49 @@ _PATTERN_HELP = {
         "use letters, digits, '-', '_' and '.', e.g. 'trigram'",
     ),
 }
-_NOT_FINITE_FIX = "write a finite number: a bound of .nan or .inf cannot be passed or failed meaningfully"
 
 
-def _message(err: Any) -> tuple[str, str | None]:
-    kind, loc = err["type"], err["loc"]
-    if kind == "string_pattern_mismatch" and err["ctx"]["pattern"] in _PATTERN_HELP:
-        return _PATTERN_HELP[err["ctx"]["pattern"]]
-    if kind == "finite_number":
-        return "expected a finite number", _NOT_FINITE_FIX
-    if kind == "extra_forbidden":
-        guess = difflib.get_close_matches(str(loc[-1]), sorted(_known_keys()), n=1)
-        fix = f"did you mean {guess[0]!r}?" if guess else "remove it; `circuitcheck schema` lists the allowed keys"
-        return f"unknown key {loc[-1]!r}", fix
-    if kind == "missing":
-        return f"missing required key {loc[-1]!r}", f"add '{loc[-1]}: ...'"
-    if kind == "union_tag_invalid":
-        return err["msg"], "set 'kind' to one of the listed values"
-    if kind == "literal_error":
-        return err["msg"].replace("Input should be", "expected"), None
-    if kind == SYNTAX_ERROR:  # the message shows the value already
-        return err["ctx"]["message"], err["ctx"]["fix"] or None
-    msg = err["msg"].removeprefix("Value error, ")
-    return msg, None
-
-
-def _shown(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+def _misspelt(errors: list[Any], data: Any) -> dict[tuple[str | int, ...], dict[str, str]]:
+    """Per mapping, the unknown keys (as the file spells them) that are close to a missing required key."""
+    unknown: dict[tuple[str | int, ...], list[str]] = {}
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            path = _data_path(data, err["loc"])
+            unknown.setdefault(path[:-1], []).append(str(path[-1]))
+    close: dict[tuple[str | int, ...], dict[str, str]] = {}
+    for err in errors:
+        if err["type"] == "missing":
+            parent = _data_path(data, err["loc"][:-1])
+            guess = difflib.get_close_matches(str(err["loc"][-1]), unknown.get(parent, []), n=1)
+            if guess:
+                close.setdefault(parent, {})[str(err["loc"][-1])] = guess[0]
+    return close
 
 
 def _validation_errors(exc: ValidationError, data: Any, smap: SourceMap) -> list[SpecError]:
     errors = []
-    for err in exc.errors()[:MAX_SHOWN_ERRORS]:
+    names = Names.of(data)
+    found = exc.errors()[:MAX_SHOWN_ERRORS]
+    misspelt = _misspelt(found, data)
+    for err in found:
         path = _data_path(data, err["loc"])
-        message, fix = _message(err)
+        message, fix = explain(err, path, hypothesis_model(), smap, names, _known_keys(), _PATTERN_HELP)
         if err["type"] == "union_tag_invalid" and isinstance(_at(data, path), dict) and "kind" in _at(data, path):
             path += ("kind",)
+        if err["type"] == "missing" and str(err["loc"][-1]) in misspelt.get(path, {}):
+            typo = misspelt[path][str(err["loc"][-1])]
+            line = smap.locate(path + (typo,), key=True).line
+            fix = f"rename {typo!r} (line {line}) to {err['loc'][-1]!r}"
         where = smap.locate(path, key=err["type"] == "extra_forbidden")
         got = err.get("input")
-        shows_value = err["type"] not in ("missing", "extra_forbidden", "union_tag_invalid", SYNTAX_ERROR)
-        if shows_value and not isinstance(got, (dict, list)):
-            message += f", got {_shown(got)}"
+        quiet = ("missing", "extra_forbidden", "union_tag_invalid", "union_tag_not_found", SYNTAX_ERROR, RULE_ERROR)
+        shows_value = err["type"] not in quiet
+        if err["type"] == "missing" and isinstance(err["loc"][-1], int):  # too few values in a pair: show them
+            shows_value, got = True, _at(data, path)
+        if shows_value:
+            message += f", got {shown_value(got)}"
         if isinstance(got, bool) and path in smap.booleans:
-            text = smap.booleans[path]
-            fix = f"YAML reads unquoted {text} as the boolean {str(got).lower()}; quote it: '{text}'"
+            fix = spelt(path, got, smap)
         errors.append(SpecError(where, ".".join(map(str, path)), message, fix))
     return errors
 
@@ -199,38 +189,72 @@ def _validation_errors(exc: ValidationError, data: Any, smap: SourceMap) -> list
 SELECTION_FIX = "define it under 'positions:'"
 
 
-def _reference_errors(spec: Any, smap: SourceMap) -> list[SpecError]:
-    """Names that must resolve within the file: every field typed Selection, MetricName, ClaimRef or CircuitRef."""
+def _reference_errors(data: dict[str, Any], smap: SourceMap) -> list[SpecError]:
+    """Names that must resolve within the file: every field typed Selection, MetricName, ClaimRef or CircuitRef,
+    read from the file's data (so a file with schema errors is checked too), and claim ids used twice."""
     errors = []
-    known = set(spec.positions) | {"all"}
-    kinds = {c.id: c.kind for c in spec.claims}
-    for path, ref, name in references(spec):
+    names = Names.of(data)
+    raw = data.get("claims")
+    raw_claims: list[Any] = raw if isinstance(raw, list) else []
+    first_use: dict[str, int] = {}
+    for i, claim in enumerate(raw_claims):
+        cid = claim.get("id") if isinstance(claim, dict) else None
+        if not isinstance(cid, str):
+            continue
+        if cid in first_use:
+            line = smap.locate(("claims", first_use[cid], "id")).line
+            errors.append(SpecError(
+                smap.locate(("claims", i, "id")), f"claims.{i}.id",
+                f"claim id {cid!r} is used twice; ids must be unique",
+                f"rename one of them (the first is on line {line})",
+            ))
+        else:
+            first_use[cid] = i
+    for path, ref, name in references_in_data(hypothesis_model(), data):
         where, dotted = smap.locate(path), ".".join(map(str, path))
-        if ref == SELECTION and name not in known:
+        if ref == SELECTION and names.selections is not None and name not in names.selections:
             # a claim's own field lists the known selections; a nested one (corruption.positions) does not
-            fix = SELECTION_FIX + (f" (known: {', '.join(sorted(known))})" if len(path) == 3 else "")
+            fix = did_you_mean(name, names.selections) + SELECTION_FIX + (
+                f" (known: {known(names.selections)})" if len(path) == 3 else ""
+            )
             errors.append(SpecError(where, dotted, f"unknown position selection {name!r}", fix))
         elif ref == METRIC and name not in metrics:
             errors.append(
                 SpecError(where, dotted, f"unknown metric {name!r}", f"use one of: {', '.join(metrics.names())}")
             )
-        elif ref == CIRCUIT and name not in spec.circuits:
-            known_circuits = ", ".join(sorted(spec.circuits)) or "none yet"
+        elif ref == CIRCUIT and names.circuits is not None and name not in names.circuits:
             errors.append(SpecError(
-                where, dotted, f"unknown circuit {name!r}", f"define it under 'circuits:' (known: {known_circuits})"
+                where, dotted, f"unknown circuit {name!r}",
+                did_you_mean(name, names.circuits) + f"define it under 'circuits:' (known: {known(names.circuits)})",
             ))
-        elif ref == CLAIM:
-            owner = spec.claims[path[1]] if path[0] == "claims" else None
+        elif ref == CLAIM and names.claims is not None:
+            owner = raw_claims[path[1]] if path[0] == "claims" and isinstance(path[1], int) else None
             problem = (
-                f"unknown claim id {name!r}" if name not in kinds
-                else "a claim cannot order itself" if owner is not None and name == owner.id
-                else f"{name!r} is itself an ordering claim" if owner is not None and kinds[name] == owner.kind
+                f"unknown claim id {name!r}" if name not in names.claims
+                else "a claim cannot order itself" if owner is not None and name == owner.get("id")
+                else f"{name!r} is itself an ordering claim"
+                if owner is not None and names.claims[name] == owner.get("kind")
                 else None
             )
             if problem:
-                fix = f"use ids of other claims in this file: {', '.join(sorted(kinds))}"
+                fix = f"use ids of other claims in this file: {known(names.claims)}"
                 errors.append(SpecError(where, dotted, problem, fix))
-    return sorted(errors, key=lambda e: (e.where.line, e.where.col))  # in file order, as a compiler lists them
+    return errors
+
+
+def _circuits(spec: Any, data: dict[str, Any]) -> dict[str, CircuitSpec]:
+    """The file's circuits: the validated spec's, or, in a file with schema errors, each one that validates alone
+    (the others' errors are reported already)."""
+    if spec is not None:
+        return dict(spec.circuits)
+    raw = data.get("circuits")
+    found = {}
+    for name, circuit in (raw.items() if isinstance(raw, dict) else ()):
+        try:
+            found[name] = CircuitSpec.model_validate(circuit)
+        except ValidationError:
+            continue
+    return found
 
 
 def load_hypothesis(path: Path) -> tuple[Any, SourceMap]:
@@ -240,7 +264,10 @@ def load_hypothesis(path: Path) -> tuple[Any, SourceMap]:
 
 
 def validate_hypothesis(data: Any, smap: SourceMap) -> Any:
-    """Validate parsed hypothesis data (a file's, or a mapping built in Python, with an empty ``smap``)."""
+    """Validate parsed hypothesis data (a file's, or a mapping built in Python, with an empty ``smap``).
+
+    Every problem is found in one pass: schema errors, names that do not resolve, duplicate claim ids and
+    circuit errors together, listed in file order."""
     if not isinstance(data, dict):
         raise SpecError(
             smap.locate(()),
@@ -248,12 +275,19 @@ def validate_hypothesis(data: Any, smap: SourceMap) -> Any:
             "a hypothesis file must be a mapping with model, dataset, claims",
             "see hypotheses/trigram.yaml",
         )
+    spec, errors, omitted = None, [], 0
     try:
         spec = hypothesis_model().model_validate(data)
     except ValidationError as exc:
         errors = _validation_errors(exc, data, smap)
-        raise SpecErrors(errors, omitted=exc.error_count() - len(errors)) from None
-    errors = _reference_errors(spec, smap) + circuit_errors(spec.circuits, smap)
+        omitted = exc.error_count() - len(errors)
+    reported = {e.path for e in errors}
+    errors += [e for e in _reference_errors(data, smap) if e.path not in reported]
+    errors += circuit_errors(_circuits(spec, data), smap)
     if errors:
-        raise SpecErrors(errors)
+        errors.sort(key=lambda e: (e.where.line, e.where.col))  # in file order, as a compiler lists them
+        raise SpecErrors(errors, omitted=omitted)
+    vacuous = vacuity_errors(spec, smap)  # claims that cannot fail: circuitcheck.spec.vacuity
+    if vacuous:
+        raise SpecErrors(vacuous)
     return spec

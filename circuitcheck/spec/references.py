@@ -80,3 +80,57 @@ def _walk(value: Any, annotation: Any, metadata: list[Any], path: Path) -> Itera
         for i, item in enumerate(value):
             item_type = args[0] if homogeneous else args[i] if i < len(args) else None
             yield from _walk(item, item_type, [], path + (i,))
+
+
+def references_in_data(model: type[BaseModel], data: Any, path: Path = ()) -> Iterator[tuple[Path, Reference, str]]:
+    """Every ``(path, reference, name)`` in ``data`` (a file's plain data, valid or not), read by the field
+    types of ``model``: what :func:`references` finds in the validated spec, found without validating.
+
+    So ``validate`` checks names in the same pass as the schema, even in a file with schema errors: a
+    value of the wrong type is skipped (the schema error covers it), and a union of models is read by the
+    arm whose ``kind`` tag the data names.
+    """
+    if not isinstance(data, dict):
+        return
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if key in data:
+            yield from _walk_data(data[key], field.annotation, list(field.metadata), path + (key,))
+
+
+def _kind_tag(arm: Any) -> str | None:
+    """The ``kind`` tag of a model arm of a tagged union (``kind: Literal["ablation"]``), if it has one."""
+    kind = arm.model_fields.get("kind") if isinstance(arm, type) and issubclass(arm, BaseModel) else None
+    values = typing.get_args(kind.annotation) if kind is not None else ()
+    return values[0] if len(values) == 1 and isinstance(values[0], str) else None
+
+
+def _walk_data(value: Any, annotation: Any, metadata: list[Any], path: Path) -> Iterator[tuple[Path, Reference, str]]:
+    if value is None:
+        return
+    marker = next((m for m in metadata if isinstance(m, Reference)), None)
+    if marker is not None:
+        if isinstance(value, str):
+            yield path, marker, value
+        return
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield from references_in_data(annotation, value, path)
+        return
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        yield from _walk_data(value, args[0], list(annotation.__metadata__), path)
+    elif origin in (typing.Union, types.UnionType):
+        arms = [typing.get_args(a)[0] if typing.get_origin(a) is Annotated else a for a in args]
+        tagged = [a for a in arms if _kind_tag(a) is not None]
+        if tagged and isinstance(value, dict):  # a tagged union: the data's kind picks the arm, or none
+            args = tuple(a for a in tagged if _kind_tag(a) == value.get("kind"))
+        found = [_walk_data(value, arm, [], path) for arm in args]
+        yield from dict.fromkeys(item for arm in found for item in arm)
+    elif isinstance(value, dict) and origin is dict and len(args) == 2:
+        for key, item in value.items():
+            yield from _walk_data(item, args[1], [], path + (key,))
+    elif isinstance(value, list) and args and origin in (list, tuple):
+        homogeneous = origin is list or (len(args) == 2 and args[1] is Ellipsis)
+        for i, item in enumerate(value):
+            item_type = args[0] if homogeneous else args[i] if i < len(args) else None
+            yield from _walk_data(item, item_type, [], path + (i,))

@@ -50,6 +50,8 @@ class SourceMap:
     keys: dict[Path_, SourceLocation]
     booleans: dict[Path_, str] = field(default_factory=dict)
     """The text of each unquoted scalar YAML 1.1 reads as a boolean (``no``, ``on``, ...)."""
+    numbers: dict[Path_, str] = field(default_factory=dict)
+    """The text of each unquoted scalar YAML reads as a number (``0.0``, ``1.10``, ...), as written."""
 
     def locate(self, path: Path_, *, key: bool = False) -> SourceLocation:
         """The position of ``path``, or of its closest located ancestor."""
@@ -201,6 +203,8 @@ def _check(node: yaml.Node, path: Path_, smap: SourceMap) -> None:
         _check_scalar(node, path, smap)
         if node.style is None and node.tag == _BOOL:
             smap.booleans[path] = node.value
+        elif node.style is None and node.tag in (_INT, _FLOAT):
+            smap.numbers[path] = node.value
 
 
 _NUMBERS = yaml.constructor.SafeConstructor()

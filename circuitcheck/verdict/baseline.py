@@ -73,7 +73,7 @@ def against_baseline(v: Verdict, baseline: Baseline, tolerance: float) -> Verdic
     if not math.isfinite(now):
         change = math.inf
     else:
-        change = (old - now) if v.threshold.higher_is_better else (now - old)
+        change = v.threshold.worsened_by(old, now)
     found = Regression(old, change, tolerance + v.interval_width)
     if not found.regressed:
         return replace(v, baseline=found)

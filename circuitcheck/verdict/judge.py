@@ -45,17 +45,19 @@ def decide(estimate: float, lo: float, hi: float, threshold: Threshold) -> Outco
     return "inconclusive"
 
 
-def _more_data_hint(estimate: float, lo: float, hi: float, threshold: Threshold, n_examples: int | None) -> str:
-    margin = abs(estimate - threshold.value) if threshold.within is None else abs(threshold.within - abs(estimate))
+def _more_data_hint(estimate: float, lo: float, hi: float, threshold: Threshold, n_seqs: int | None) -> str:
+    """What would resolve an inconclusive interval, in sequences (the bootstrap's unit, and the dataset's
+    ``n_seqs``): the half-width shrinks as one over the square root of the number of sequences."""
+    margin = threshold.margin(estimate)
     half = (hi - lo) / 2.0
     if margin <= 0:
         return " The estimate sits on the threshold; no sample size resolves it."
-    if not n_examples or half <= 0:
+    if not n_seqs or half <= 0:
         return " More data would narrow the interval."
-    needed = math.ceil(n_examples * (half / margin) ** 2)
+    needed = math.ceil(n_seqs * (half / margin) ** 2)
     return (
-        f" The sample is too small for a margin of {margin:.3g}: about {needed} scored examples "
-        f"(now {n_examples}) would resolve it."
+        f" The sample is too small for a margin of {margin:.3g}: about {needed} sequences "
+        f"(dataset n_seqs; now {n_seqs}) would resolve it."
     )
 
 
@@ -84,7 +86,8 @@ def against_threshold(spec_claim: Any, result: ClaimResult, stats: Statistics) -
     relation = {"pass": "meets", "fail": "misses", "inconclusive": "is inconclusive against"}[outcome]
     sentence = f"{m.found}. Estimate {estimate:.4g} {ci} {relation} the threshold {spec_claim.threshold}."
     if outcome == "inconclusive":
-        sentence += _more_data_hint(estimate, lo, hi, spec_claim.threshold, m.n_examples)
+        n_seqs = len(next(iter(m.stats.per_seq.values()))) if m.stats is not None and m.stats.per_seq else None
+        sentence += _more_data_hint(estimate, lo, hi, spec_claim.threshold, n_seqs)
     if math.isnan(estimate):
         sentence += " The estimate is undefined, which counts as a failure."
     return Verdict(
@@ -98,6 +101,7 @@ def against_threshold(spec_claim: Any, result: ClaimResult, stats: Statistics) -
         ci_high=hi,
         threshold=spec_claim.threshold,
         metric=spec_claim.metric_name,
+        measures=getattr(spec_claim, "measures", spec_claim.metric_name),
         sentence=sentence,
         details=dict(m.details),
         seed_figure=spec_claim.seed_figure,

@@ -38,9 +38,20 @@ class PairedDifference:
 
     @property
     def excludes_zero(self) -> bool:
+        """Statistical significance: the interval of the difference excludes zero."""
         if math.isnan(self.ci_low) or math.isnan(self.ci_high):
             return False
         return self.ci_low > 0.0 or self.ci_high < 0.0
+
+    def large_enough(self, min_effect: float) -> bool:
+        """Practical significance: the difference is at least ``min_effect`` in size (on the estimate's
+        scale). Separate from :attr:`excludes_zero`: with many sequences a negligible difference excludes
+        zero, and with few a large one may not."""
+        return math.isfinite(self.estimate) and abs(self.estimate) >= min_effect
+
+    def differs(self, min_effect: float = 0.0) -> bool:
+        """Marked as a difference: its interval excludes zero and its size is at least ``min_effect``."""
+        return self.excludes_zero and self.large_enough(min_effect)
 
 
 def paired_stats(variant: SequenceStats, reference: SequenceStats) -> SequenceStats:

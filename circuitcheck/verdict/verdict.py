@@ -84,6 +84,8 @@ class Verdict:
     seed_figure: str | None
     seconds: float
     expect: Expectation = "holds"
+    measures: str = ""
+    """What the estimate is, for tables (``correct_prob, relative drop``); ``metric`` when empty."""
     n_examples: int | None = None
     random: RandomCircuits | None = None
     floor: FloorCheck | None = None
