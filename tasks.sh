@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two README commands. Each sets up .venv (once) and then does its job:
 #   ./tasks.sh suite   run the seed hypothesis suite on the zoo models, writing reports/
-#   ./tasks.sh test    ruff, mypy, the import-layer contracts and the test suite
+#   ./tasks.sh test    ruff, mypy, the import-layer contracts, the documentation site and the test suite
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${CIRCUITCHECK_VENV:-.venv}"
@@ -33,6 +33,10 @@ case "${1:-}" in
         "$VENV/bin/ruff" check .
         "$VENV/bin/mypy"
         "$VENV/bin/lint-imports"
+        # the documentation site, from the code's own reference (scripts/docs_hooks.py), warnings as errors
+        site="$(mktemp -d)"
+        NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet -d "$site"
+        rm -rf "$site"
         "$VENV/bin/pytest" "$@"
         ;;
     *)

@@ -46,16 +46,21 @@ def _argv(args: argparse.Namespace, *rest: str) -> list[str]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from circuitcheck.spec.hypothesis import load_hypothesis
+    from circuitcheck.spec.warnings import spec_warnings
 
     code = EXIT_PASS
     for path in args.files:
         try:
-            spec, _ = load_hypothesis(Path(path))
+            spec, smap = load_hypothesis(Path(path))
         except CircuitcheckError as err:
             _err(str(err))
             code = EXIT_INVALID
             continue
-        print(f"{path}: ok ({len(spec.claims)} claims, model {spec.model!r})")
+        warnings = spec_warnings(spec, smap)  # what can be known without the model (its card read for its shape)
+        for warning in warnings:
+            _err(warning.text(smap))
+        noted = f", {len(warnings)} warning(s)" if warnings else ""
+        print(f"{path}: ok ({len(spec.claims)} claims, model {spec.model!r}{noted})")
     return code
 
 
@@ -83,6 +88,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"\n[{claim.claim_id}] {claim.kind}")
         for line in claim.describe:
             print(f"  - {line}")
+    if plan.warnings:
+        print("")
+    for warning in plan.warnings:
+        print(warning.text(plan.source_map))
     if args.hooks:
         from circuitcheck.plan.components import available_hooks
 
@@ -208,6 +217,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return _write_or_print(json.dumps(hypothesis_schema(), indent=2) + "\n", args.out, "schema")
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    from circuitcheck.docs_reference import kinds_text, reference_text
+
+    sys.stdout.write(reference_text(args.kind) if args.kind else kinds_text())
+    return EXIT_PASS
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from circuitcheck.authoring import scaffold
     from circuitcheck.zoo.load import load
@@ -315,6 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of hypothesis files (for editors)")
     schema.add_argument("-o", "--out", default=None, metavar="PATH", help="write it here instead of stdout")
     schema.set_defaults(func=cmd_schema)
+
+    docs = sub.add_parser(
+        "docs", help="print a claim kind's reference: fields, formula, interval, example, traps (no KIND: list kinds)"
+    )
+    docs.add_argument(
+        "kind", nargs="?", default=None, metavar="KIND",
+        help="a claim kind, e.g. attention_mass (or a metric or dataset kind)",
+    )
+    docs.set_defaults(func=cmd_docs)
 
     init = sub.add_parser("init", help="print a commented hypothesis-file scaffold for a model")
     init.add_argument("--model", required=True, help="zoo name or model directory")

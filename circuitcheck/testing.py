@@ -38,6 +38,7 @@ from circuitcheck.plan.interventions import CLEAN, Measurement
 from circuitcheck.run.execute import run_file
 from circuitcheck.spec.circuits import CircuitSpec
 from circuitcheck.spec.references import METRIC, SELECTION, references
+from circuitcheck.spec.warnings import ClaimWarning
 from circuitcheck.spec.yaml_source import SourceMap
 from circuitcheck.zoo.build import build_bridge
 from circuitcheck.zoo.load import LoadedModel
@@ -108,14 +109,16 @@ def make_plan(
         name: compile_circuit(name, c if isinstance(c, CircuitSpec) else CircuitSpec.model_validate(c), model_shape)
         for name, c in (circuits or {}).items()
     }
+    warnings: list[ClaimWarning] = []
     plans = tuple(
-        claim.compile(CompileContext(model, batch, masks, inputs, ("claims", i), circuits=compiled))
+        claim.compile(CompileContext(model, batch, masks, inputs, ("claims", i), circuits=compiled, warnings=warnings))
         for i, claim in enumerate(claims)
     )
     spec = SimpleNamespace(name="t", claims=list(claims))
     loaded = LoadedModel(model, "tiny", {}, Path("x"), "0" * 64)
     return FilePlan(
-        Path("t.yaml"), spec, SourceMap("t.yaml", {}, {}), loaded, batch, masks, inputs, plans, circuits=compiled
+        Path("t.yaml"), spec, SourceMap("t.yaml", {}, {}), loaded, batch, masks, inputs, plans, circuits=compiled,
+        warnings=tuple(warnings),
     )
 
 

@@ -66,13 +66,12 @@ TYPE_ERRORS = [
      "expected a head as 'L.H', got 1.1", "quote it: '1.10' (YAML reads 1.10 as a number)"),
     (claim("    kind: ov_copying\n    head: {layer: 1, head: 0}\n" + THRESHOLD), "claims.1.head",
      "expected a head as 'L.H', got {layer: 1, head: 0}", "write one head in quotes, e.g. '1.0'"),
-    # a selection written in place of its name: name the one that matches, or say how to define one
-    (claim(MASS.replace("keys: Y", "keys: {role: Y}")), "claims.1.keys",
-     "expected the name of a selection under 'positions:', got {role: Y}",
-     "write 'Y', the selection under 'positions:' defined as {role: Y}"),
-    (claim(MASS.replace("keys: Y", "keys: {role: X}")), "claims.1.keys",
-     "expected the name of a selection under 'positions:', got {role: X}",
-     "add it under 'positions:' with a name (e.g. 'mine: {role: X}') and write the name here (known: Y, all)"),
+    # a selection written inline is valid (tests/test_authoring_selections.py); a broken one is reported where
+    # it is written, in the same terms as one under 'positions:'
+    (claim(MASS.replace("keys: Y", "keys: {rol: Y}")), "claims.1.keys.rol", "unknown key 'rol'",
+     "did you mean 'role'?"),
+    (claim(MASS.replace("keys: Y", "keys: {range: [3]}")), "claims.1.keys.range",
+     "expected a list of 2 values, got [3]", "write 2 values in brackets, e.g. [1, 49]"),
     (claim(MASS.replace("queries: Y", "queries: [Y]")), "claims.1.queries",
      "expected the name of a selection under 'positions:', got [Y]",
      "write the name of a selection under 'positions:' (known: Y, all)"),
@@ -251,7 +250,7 @@ claims:
     kind: attention_mass
     head: 0.0
     queries: Y
-    keys: {role: Y}
+    keys: {rol: Y}
     threshold: {between: [0.4, 0.6]}
   - id: T8
     statement: The head is necessary.
@@ -275,14 +274,14 @@ def test_five_errors_of_different_kinds_are_reported_in_one_validate_in_file_ord
     assert lines == [
         f"{path}:7:9: claims.0.id: an id must start with a letter, got '1st'",
         f"{path}:10:11: claims.0.head: expected a head as 'L.H', got 0.0",
-        f"{path}:12:11: claims.0.keys: expected the name of a selection under 'positions:', got {{role: Y}}",
+        f"{path}:12:12: claims.0.keys.rol: unknown key 'rol'",
         f"{path}:20:16: claims.1.positions: unknown position selection 'Z'",
         f"{path}:21:13: claims.1.metric: unknown metric 'acurracy'",
     ]
     assert fixes == [
         f"  fix: {ID_FIX}",
         "  fix: quote it: '0.0' (YAML reads 0.0 as a number)",
-        "  fix: write 'Y', the selection under 'positions:' defined as {role: Y}",
+        "  fix: did you mean 'role'?",
         "  fix: define it under 'positions:' (known: Y, all)",
         f"  fix: {METRICS}",
     ]

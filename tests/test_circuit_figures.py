@@ -9,6 +9,7 @@ import pytest
 
 import circuitcheck
 from circuitcheck.report.circuit_svg import CircuitDrawing, DrawnEdge, circuit_svg
+from tests.conftest import HYPOTHESES
 
 REPO = Path(__file__).resolve().parent.parent
 DECOY = "1.1 -&gt; logits"
@@ -75,3 +76,18 @@ def test_svg_text_is_escaped():
     svg = circuit_svg(drawing)
     assert "<script" not in svg and "&lt;script&gt;" in svg
     assert svg.count('class="edge redundant"') == 1 and svg.count('class="edge kept"') == 1
+
+
+def test_a_comparison_draws_each_variant_s_circuits_and_minimality_figures():
+    """Issue 11: the compare HTML draws the file's circuits in every variant's section, as the run report does."""
+    from circuitcheck.api import check
+    from circuitcheck.report.compare_html import _variant_section
+
+    report = check(HYPOTHESES / "induction.yaml")
+    circuits, figures = report.drawings()
+    assert circuits and any(f for f in figures.values())
+    section = _variant_section("induction", report.document, (circuits, figures))
+    assert "<h2>Circuits on induction</h2>" in section or "<h2>Circuits" in section
+    assert section.count("<svg") >= len(circuits) + 1, "every circuit, and the minimality claim's coloured circuit"
+    bare = _variant_section("induction", report.document, None)
+    assert "<h2>Circuits" not in bare

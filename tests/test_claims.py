@@ -147,7 +147,7 @@ def test_random_baseline_gives_a_p_value(tiny_model):
     assert 1 / 31 <= details["p_value"] <= 1.0
     plan = make_plan(tiny_model, [claim])
     described = "\n".join(plan.claims[0].describe)
-    assert "30 random circuits of 1 component site(s), seed 2" in described
+    assert "30 random circuits of 1 component site(s) from a pool of 10, seed 2" in described
     assert "random0" not in described
 
 

@@ -100,6 +100,28 @@ def test_batched_engine_equals_naive_loop(tiny_model, setup, max_rows):
         assert torch.allclose(got, want, atol=1e-5), variant.describe()
 
 
+@pytest.mark.parametrize("max_rows", [1000, 5])
+def test_a_whole_attention_pattern_edited_at_some_queries_equals_the_naive_loop(tiny_model, setup, max_rows):
+    """A raw ``hook_pattern`` (every head; heads before positions) patched at some query positions: the position
+    mask must select queries, not heads (it once broadcast against the head axis)."""
+    data, _, _, _ = setup
+    hook = "blocks.1.attn.hook_pattern"
+    _, cache = clean_run(tiny_model, data.inputs[CLEAN], {hook}, max_rows=4)
+    repl = Replacements(cache)
+    variants = [
+        Variant(input="corrupted", edits=(HookEdit(HookSite(hook), "late", "clean"),)),
+        Variant(edits=(HookEdit(HookSite(hook), "late", "resample", seed=2),)),
+        Variant(edits=(HookEdit(HookSite(hook, 1), "late", "mean"),)),
+    ]
+    batched = run_variants(tiny_model, variants, data, repl, max_rows=max_rows, resume=False)
+    for variant, got in zip(variants, batched, strict=True):
+        want = run_naive(tiny_model, variant, data, repl)
+        assert torch.allclose(got, want, atol=1e-5), variant.describe()
+    early = data.masks["late"].logical_not()
+    clean = tiny_model(data.inputs[CLEAN]).detach()
+    assert torch.allclose(batched[1][early], clean[early], atol=1e-6), "queries before 'late' keep their pattern"
+
+
 def test_zero_ablating_a_head_equals_zeroing_its_output_weights(tiny_model, setup):
     data, repl, _, _ = setup
     site = HookSite("blocks.1.attn.hook_z", 2)

@@ -9,6 +9,7 @@ sufficiency: ablate everything except ``components``; estimate =
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -23,6 +24,7 @@ from circuitcheck.plan.positions import ALL
 from circuitcheck.spec.base import Seed, Strict, rule_error
 from circuitcheck.spec.components import ComponentRef
 from circuitcheck.spec.references import MetricName, Selection
+from circuitcheck.spec.warnings import random_pool_warning
 from circuitcheck.stats import SequenceStats, Totals, safe_ratio
 
 if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
@@ -42,6 +44,48 @@ class RandomBaseline(Strict):
 @claim_kind
 class AblationClaim(ClaimSpec):
     """Ablating ``components`` hurts ``metric`` (necessity), or keeping only them keeps it (sufficiency)."""
+
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+M_run = (sum of the metric over the scored positions of run) / (number of scored positions)
+  full: the clean run; ablated: `components` ablated (`method`) at `ablate_at`;
+  circuit: every component except `components` ablated; empty: every component ablated
+  s = +1 when the metric is higher-is-better, -1 when lower-is-better (loss, kl)
+mode: necessity
+  drop = s * (M_full - M_ablated)                (positive: ablating hurts)
+  effect: absolute_drop   estimate = drop
+  effect: relative_drop   estimate = drop / |M_full|
+mode: sufficiency
+  estimate = (M_circuit - M_empty) / (M_full - M_empty)   (1: the circuit keeps all of the effect)
+"""
+    example = """\
+- id: T8
+  statement: Mean-ablating the attention head destroys trigram completion.
+  kind: ablation
+  mode: necessity
+  components: ["0.0"]
+  method: mean
+  positions: Y
+  metric: accuracy
+  effect: relative_drop
+  threshold: {at_least: 0.5}
+"""
+    resamples = (
+        "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
+        "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
+        "draw. With random_baseline: n random circuits of as many components give p = (1 + #{random estimate >= "
+        "observed}) / (1 + n), Holm-adjusted with the file's other p-values."
+    )
+    traps = (
+        "relative_drop divides by |M_full|: with a metric near zero (logit_diff, logprob) the estimate explodes; use "
+        "absolute_drop there.",
+        "Sufficiency is undefined (null, the claim fails) when ablating everything leaves the metric unchanged "
+        "(M_full = M_empty).",
+        "Mean- or resample-ablating pos_embed changes nothing: it is the same in every sequence. resample needs "
+        "resample_seed and at least 2 sequences.",
+        "A sufficiency claim over every component, or a necessity claim whose ablation reaches no scored position, "
+        "cannot fail and is refused as vacuous (allow_vacuous: true with a reason keeps it).",
+    )
 
     kind: Literal["ablation"] = "ablation"
     supports_floor: ClassVar[bool] = True
@@ -80,11 +124,12 @@ class AblationClaim(ClaimSpec):
 
         return statistic
 
-    def _random_variants(self, ctx: CompileContext, size: int, edits: Callable[[list], tuple]) -> dict[str, Variant]:
+    def _random_variants(self, ctx: CompileContext, sites: list, edits: Callable[[list], tuple]) -> dict[str, Variant]:
         if self.random_baseline is None:
             return {}
         import torch
 
+        size = len(sites)
         everything = resolve_components(ctx.model, model_components(ctx.model), ())
         if size == 0 or size >= len(everything):
             raise PlanError(
@@ -94,10 +139,17 @@ class AblationClaim(ClaimSpec):
             )
         gen = torch.Generator().manual_seed(self.random_baseline.seed)
         out = {}
+        own = 0  # draws that are the claimed circuit: they tie with it, so they always count against it
         for i in range(self.random_baseline.n):
             pick = [everything[j] for j in torch.randperm(len(everything), generator=gen)[:size].tolist()]
+            own += set(pick) == set(sites)
             ablate = pick if self.mode == "necessity" else complement(ctx.model, pick)
             out[f"random{i}"] = Variant(edits=edits(ablate))
+        names = [str(c) for c in model_components(ctx.model)]
+        ctx.warn(random_pool_warning(
+            self.id, ctx.path + ("random_baseline",), n=self.random_baseline.n, alpha=self.random_baseline.alpha,
+            pool=names if len(names) == len(everything) else [str(s) for s in everything], size=size, own_draws=own,
+        ))
         return out
 
     def _random_circuits(
@@ -144,7 +196,8 @@ class AblationClaim(ClaimSpec):
                 "empty": Variant(edits=edits(everything)),
             }
 
-        randoms = self._random_variants(ctx, len(sites), edits)
+        randoms = self._random_variants(ctx, sites, edits)
+        pool = len(resolve_components(ctx.model, model_components(ctx.model), ())) if randoms else 0
         variants |= randoms
 
         def score(out: ClaimOutputs) -> Measurement:
@@ -169,7 +222,7 @@ class AblationClaim(ClaimSpec):
             random = None
             if randoms:
                 random = self._random_circuits(stats, {r: sums(r) for r in randoms}, estimate)
-                details |= random.shown()
+                details |= random.shown() | {"random_pool": pool, "random_distinct": math.comb(pool, len(sites))}
             if self.mode == "necessity":
                 details["drop"] = sign * (full - means["metric_ablated"])
                 found = (
@@ -193,8 +246,8 @@ class AblationClaim(ClaimSpec):
         )
         if self.random_baseline is not None:
             rb = self.random_baseline
-            lines += (f"baseline: {rb.n} random circuits of {len(sites)} component site(s), seed {rb.seed} "
-                      f"({len(set(randoms.values()))} distinct)",)
+            lines += (f"baseline: {rb.n} random circuits of {len(sites)} component site(s) from a pool of {pool}, "
+                      f"seed {rb.seed} ({len(set(randoms.values()))} distinct)",)
         return ClaimPlan(
             claim_id=self.id, kind=self.kind, variants=variants, captures=frozenset(), describe=lines, score=score,
             reads=reads([None, *variants], [metric], mask),

@@ -49,6 +49,37 @@ def fraction_recovered(t: Totals) -> torch.Tensor:
 class ActivationPatchingClaim(ClaimSpec):
     """Clean activations of ``patch``, patched into a corrupted run, restore ``metric``: the fraction recovered."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+M_run = (sum of the metric over the scored positions of run) / (number of scored positions)
+  (scored against the CLEAN next tokens)
+  clean: the clean run; corrupted: the tokens at corruption.positions replaced (seeded) by other tokens;
+  patched: the corrupted run with the clean activations of `patch` written back at `patch_at`
+estimate = (M_patched - M_corrupted) / (M_clean - M_corrupted)   (fraction recovered; 1: all of it)
+"""
+    example = """\
+- id: X-patching-values
+  statement: Patching back only the value path at X recovers little of the completion at Y.
+  kind: activation_patching
+  corruption: {scheme: resample_tokens, positions: X, seed: 5}
+  patch: [blocks.0.attn.hook_v]
+  patch_at: X
+  positions: Y
+  metric: correct_prob
+  threshold: {at_most: 0.25}
+"""
+    resamples = (
+        "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
+        "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
+        "draw."
+    )
+    traps = (
+        "Undefined (null, fails) when the corruption does not change the metric (M_clean = M_corrupted).",
+        "The ratio is not clipped: patching can overshoot (above 1) or make things worse (below 0).",
+        "Patching every path from the corrupted tokens to the scored positions restores everything by construction "
+        "and is refused as vacuous.",
+    )
+
     kind: Literal["activation_patching"] = "activation_patching"
     supports_floor: ClassVar[bool] = True
     corruption: Corruption

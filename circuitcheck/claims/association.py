@@ -107,6 +107,37 @@ SET_STATISTICS: dict[str, Callable[[Totals], torch.Tensor]] = {
 class AssociationClaim(ClaimSpec):
     """Two per-position predicates pick the same positions: their precision, recall or Jaccard index."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+L = scored positions of `positions` where `left` holds; R = those where `right` holds
+(counts summed over all sequences before any ratio)
+metric: precision  estimate = |L & R| / |L|
+metric: recall     estimate = |L & R| / |R|
+metric: jaccard    estimate = |L & R| / |L | R|
+"""
+    example = """\
+- id: T1
+  statement: Previous-token attention above 0.2 coincides with probability above 0.2 on the correct next token.
+  kind: association
+  positions: interior
+  left: {kind: attention, layer: 0, head: 0, key_offset: -1, above: 0.2}
+  right: {kind: correct_prob, above: 0.2}
+  metric: jaccard
+  threshold: {at_least: 0.8}
+"""
+    resamples = (
+        "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
+        "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
+        "draw. The four counts (|L|, |R|, |L & R|, |L | R|) of the drawn sequences are summed, then divided."
+    )
+    traps = (
+        "precision and recall swap when left and right swap: precision is over the LEFT set.",
+        "An empty denominator set (no position where left holds, for precision) makes the estimate undefined: the "
+        "claim fails.",
+        "A position with no key at p + key_offset (position 0 for offset -1) has attention 0 there, so the attention "
+        "predicate is false; choose `positions` that start after it.",
+    )
+
     kind: Literal["association"] = "association"
     positions: Selection = Field(description="Selection the two predicates are compared over")
     left: Predicate

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from circuitcheck.metrics import Metric
 from circuitcheck.plan.context import CompileContext
@@ -39,6 +39,17 @@ __all__ = [
 
 class ClaimSpec(ClaimFields):
     """A claim kind: its keys (beyond :class:`ClaimFields`), and how it compiles against a model."""
+
+    # The kind's reference (`circuitcheck docs KIND`, the documentation site; circuitcheck/docs_reference.py).
+    # Built-in kinds set all of them (tests/test_docs_reference.py); a plug-in kind may.
+    formula: ClassVar[str] = ""
+    """The exact estimate, with the numerator and denominator of every ratio."""
+    resamples: ClassVar[str] = ""
+    """What the interval resamples (or why it is exact)."""
+    example: ClassVar[str] = ""
+    """One worked claim, YAML items of a ``claims:`` list, valid in docs_reference.EXAMPLE_PRELUDE's file."""
+    traps: ClassVar[tuple[str, ...]] = ()
+    """Known pitfalls of the kind, one sentence or two each."""
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         raise NotImplementedError

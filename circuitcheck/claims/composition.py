@@ -123,6 +123,43 @@ class CompositionClaim(ClaimSpec):
     """A later head reads what an earlier one writes: the Q-, K- or V-composition score, from the weights, on
     the chosen ``scale`` (default ``z``: standard deviations above randomly oriented matrices)."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+A = W_OV(writer) = W_V W_O;  B = W_QK(reader) = W_Q W_K^T (mode q), W_QK(reader)^T (mode k), W_OV(reader) (v)
+raw = ||A B||_F / (||A||_F ||B||_F)
+scale: raw               estimate = raw
+scale: relative_to_max   estimate = raw / best,  best = sqrt(sum_i a_i^2 b_i^2) / (||A||_F ||B||_F)
+                         (a_i, b_i: singular values of A and B, descending, paired in order)
+scale: z                 estimate = (raw - mean_null) / sd_null, the null: raw score of A Q B for
+                         null_draws Haar-random orthogonal Q (seeded by null_seed)
+details: every scale, the random level and p = (1 + #{null >= raw}) / (1 + null_draws)
+"""
+    example = """\
+version: 1
+name: composition-example
+model: caesar-easy
+dataset: {kind: caesar, n_seqs: 200, seed: 0}
+claims:
+  - id: F1
+    statement: Head 1.0's keys read what head 0.0 writes (K-composition).
+    kind: composition
+    writer: "0.0"
+    reader: "1.0"
+    mode: k
+    scale: z
+    threshold: {at_least: 3}
+"""
+    resamples = (
+        "Nothing: it is read from the weights, with no sampling uncertainty, so the interval is the estimate itself. "
+        "The random rotations of the z scale are a null for the score, not a resample of data."
+    )
+    traps = (
+        "A raw threshold means something different on every model: chance is about 1/sqrt(d_model), and a perfect "
+        "rank-r composition scores only 1/sqrt(r). Use z (the default) or relative_to_max.",
+        "The whole-matrix score misses a composition through a small subspace (the positional embeddings alone).",
+        "The reader must sit in a later layer than the writer.",
+    )
+
     kind: Literal["composition"] = "composition"
     writer: HeadRef = Field(description="The earlier head, 'L.H'")
     reader: HeadRef = Field(description="The later head, 'L.H'")

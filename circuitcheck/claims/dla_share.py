@@ -30,6 +30,39 @@ from circuitcheck.stats import SequenceStats, per_sequence, safe_ratio
 class DLAShareClaim(ClaimSpec):
     """Named components carry the direct logit attribution to the correct label: their share of it."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+The clean logits split exactly into per-component terms (checked against the logits):
+  T_c = ((o_c - mean over d_model of o_c) / scale) * w_ln @ W_U    (final LayerNorm scale from the clean run;
+  T_c = o_c @ W_U without a final norm), o_c = component c's write into the residual stream
+centering: batch_mean  o_c is first replaced by o_c - (its mean over the sequences at the same position);
+  the constant (bias) terms then drop out
+named = sum over scored positions of sum over c in `components` of T_c[correct next token]
+total = sum over scored positions of sum over every component c (and the bias, uncentred) of T_c[correct]
+estimate = named / total
+"""
+    example = """\
+- id: head-dla
+  statement: The attention head carries most of the direct logit attribution to the correct token at Y.
+  kind: dla_share
+  components: ["0.0"]
+  positions: Y
+  centering: batch_mean
+  threshold: {at_least: 0.5}
+"""
+    resamples = (
+        "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
+        "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
+        "draw. named and total are summed over the drawn sequences, then divided."
+    )
+    traps = (
+        "A share is not bounded by [0, 1]: components that push against the label make the total small and other "
+        "shares large or negative.",
+        "With centering: batch_mean, pos_embed gets exactly 0 (it is the same in every sequence); with none it and "
+        "the biases get credit for constant writes.",
+        "List single components (embed, pos_embed, L.H, mlpL), not attnL or hook names.",
+    )
+
     kind: Literal["dla_share"] = "dla_share"
     components: list[ComponentRef] = Field(
         min_length=1, description="Components whose share is claimed: embed, pos_embed, L.H, mlpL"

@@ -21,6 +21,35 @@ if TYPE_CHECKING:
 class FaithfulnessClaim(CircuitClaim):
     """The circuit keeps the model's effect on ``metric``: estimate = (circuit - empty) / (model - empty)."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+M_run = (sum of the metric over the scored positions of run) / (number of scored positions)
+  model: the model's own clean run; circuit: only the circuit's edges kept, every other edge carrying its
+  `ablation` value (zero, per-position mean, or another sequence's value); norms recomputed
+  empty: no edge kept (every edge ablated)
+estimate = (M_circuit - M_empty) / (M_model - M_empty)   (1: the circuit keeps all of the model's effect)
+"""
+    example = """\
+- id: head-path-faithful
+  statement: The head path keeps the model's probability on Z at Y over the empty circuit.
+  kind: faithfulness
+  circuit: head-path
+  ablation: mean
+  positions: Y
+  metric: correct_prob
+  threshold: {at_least: 0.8}
+"""
+    resamples = (
+        "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
+        "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
+        "draw."
+    )
+    traps = (
+        "Undefined (null, fails) when removing every edge leaves the metric unchanged (M_model = M_empty).",
+        "Not clipped: a circuit can beat the model (above 1).",
+        "A circuit that removes no edge cannot fail and is refused as vacuous.",
+    )
+
     kind: Literal["faithfulness"] = "faithfulness"
 
     def compile(self, ctx: CompileContext) -> ClaimPlan:

@@ -28,6 +28,35 @@ def _mean(t: Totals) -> torch.Tensor:
 class IndependenceClaim(ClaimSpec):
     """Resampling the tokens at some positions leaves the prediction at ``positions`` unchanged: ``metric``."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+resampled: the clean tokens with every token at resample.positions replaced (seeded) by a different random token
+estimate = (sum over scored positions of metric(resampled run; clean next token, clean logits))
+           / (number of scored positions)
+  top1_agreement: the fraction of positions whose top prediction is unchanged (higher is better)
+  kl: the mean KL(clean || resampled) in nats (lower is better: judge it with at_most)
+"""
+    example = """\
+- id: T7
+  statement: Resampling X leaves the top prediction at Y unchanged.
+  kind: independence
+  resample: {scheme: resample_tokens, positions: X, seed: 13}
+  positions: Y
+  metric: top1_agreement
+  threshold: {at_least: 0.9}
+"""
+    resamples = (
+        "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
+        "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
+        "draw."
+    )
+    traps = (
+        "With accuracy or correct_prob the metric is scored against the clean next token, so it measures the task, "
+        "not agreement with the clean model; use top1_agreement or kl for 'unchanged'.",
+        "If the resampled positions include a scored position's next token, the target is still the clean token.",
+        "kl and loss are lower-is-better: a threshold at_least on them asserts the opposite of independence.",
+    )
+
     kind: Literal["independence"] = "independence"
     supports_floor: ClassVar[bool] = True
     resample: Corruption = Field(description="Which tokens are replaced by random other tokens")

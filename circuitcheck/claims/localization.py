@@ -18,6 +18,7 @@ from circuitcheck.claims.base import CompileContext, claim_kind
 from circuitcheck.claims.circuit_common import CircuitClaim, all_edges, run_sums
 from circuitcheck.errors import PlanError
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, EdgeRun, Measurement, RandomCircuits, reads
+from circuitcheck.spec.warnings import random_pool_warning
 from circuitcheck.stats import SequenceStats, Totals, safe_ratio
 
 if TYPE_CHECKING:
@@ -27,6 +28,37 @@ if TYPE_CHECKING:
 @claim_kind
 class LocalizationClaim(CircuitClaim):
     """Removing the circuit's edges hurts ``metric``: estimate = the drop (absolute or relative)."""
+
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+M_run = (sum of the metric over the scored positions of run) / (number of scored positions)
+  model: the clean run; without: every edge of the circuit ablated (`ablation`), every other edge kept
+  s = +1 when the metric is higher-is-better, -1 when lower-is-better (loss, kl)
+drop = s * (M_model - M_without)
+effect: absolute_drop   estimate = drop
+effect: relative_drop   estimate = drop / |M_model|
+"""
+    example = """\
+- id: head-path-localized
+  statement: Removing the head path's edges destroys the completion at Y.
+  kind: localization
+  circuit: head-path
+  ablation: mean
+  positions: Y
+  metric: correct_prob
+  effect: relative_drop
+  threshold: {at_least: 0.5}
+"""
+    resamples = (
+        "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
+        "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
+        "draw. With random_baseline: as many edges drawn at random (seeded) removed instead; p = (1 + #{random drop "
+        ">= observed}) / (1 + n), Holm-adjusted with the file's other p-values."
+    )
+    traps = (
+        "relative_drop divides by |M_model|: near-zero metrics (logit_diff, logprob) make it explode.",
+        "A large drop says the circuit's edges matter, not that they are all that matters: pair it with preservation.",
+    )
 
     kind: Literal["localization"] = "localization"
     effect: Literal["absolute_drop", "relative_drop"] = Field(
@@ -50,9 +82,15 @@ class LocalizationClaim(CircuitClaim):
                                 f"random sets of {size} of the model's {len(everything)} edges are not random",
                                 "drop random_baseline")
             gen = torch.Generator().manual_seed(self.random_baseline.seed)
+            own, circuit_at = 0, {j for j, e in enumerate(everything) if e in kept}
             for i in range(self.random_baseline.n):
                 pick = set(torch.randperm(len(everything), generator=gen)[:size].tolist())
+                own += pick == circuit_at  # the circuit itself: it ties, so it always counts against the claim
                 randoms[f"random{i}"] = self.edge_run(e for j, e in enumerate(everything) if j not in pick)
+            ctx.warn(random_pool_warning(
+                self.id, ctx.path + ("random_baseline",), n=self.random_baseline.n, alpha=self.random_baseline.alpha,
+                pool=[str(e) for e in everything], size=size, own_draws=own, what="edge",
+            ))
         runs |= randoms
 
         def statistic(t: Totals) -> torch.Tensor:

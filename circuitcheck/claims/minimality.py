@@ -42,6 +42,39 @@ class MinimalityClaim(CircuitClaim):
     """Each circuit edge's removal hurts ``metric`` more than a random non-circuit edge's: estimate = the
     fraction of edges that are necessary (Holm-adjusted p-value below alpha)."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+M_run = (sum of the metric over the scored positions of run) / (number of scored positions)
+  s = +1 when the metric is higher-is-better, -1 when lower-is-better (loss, kl)
+for each circuit edge e:   drop_e = s * (M_circuit - M_circuit without e)
+for random non-circuit edges r (random_edges of them, seeded; all if fewer):
+                           drop_r = s * (M_circuit with r - M_circuit)
+p_e = (1 + #{bootstrap draws: drop_e* <= max_r drop_r + 1e-6}) / (1 + #draws), Holm-adjusted over the edges
+edge e is necessary when its adjusted p < alpha
+estimate = (number of necessary edges) / (number of circuit edges)
+"""
+    example = """\
+- id: head-path-minimal
+  statement: Every edge of the head path is needed.
+  kind: minimality
+  circuit: head-path
+  ablation: mean
+  positions: Y
+  metric: correct_prob
+  threshold: {at_least: 1.0}
+"""
+    resamples = (
+        "The estimate is exact (its interval is the estimate): the uncertainty lives in the per-edge p-values, from a "
+        "bootstrap over sequences (1000 resamples, seeded by `seed`); each edge's drop also gets a 95% bootstrap "
+        "interval over sequences in the details."
+    )
+    traps = (
+        "Pass 'every edge necessary' with at_least: 1.0; a lower threshold tolerates redundant edges.",
+        "An edge whose removal is compensated by another (redundancy) is reported as not necessary even when the pair "
+        "matters; the details name the redundant edges.",
+        "On a small model there may be fewer non-circuit edges than random_edges: all of them are used.",
+    )
+
     kind: Literal["minimality"] = "minimality"
     random_edges: int = Field(default=100, ge=10, le=10_000, description="Random non-circuit edges compared with")
     seed: Seed = Field(default=0, description="Seed of the random edges and of the per-edge bootstrap")

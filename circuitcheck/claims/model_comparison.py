@@ -28,6 +28,30 @@ def difference(t: Totals) -> torch.Tensor:
 class ModelComparisonClaim(ClaimSpec):
     """The same metric on this model and ``other_model``, on the same data: the paired difference."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+M_this, M_other: the metric of this model and of `other_model` on the same sequences, at the same positions
+estimate = (sum over scored positions of M_this - sum of M_other) / (number of scored positions)
+(positive: this model scores higher; the sign is not flipped for lower-is-better metrics)
+"""
+    example = """\
+- id: T2
+  statement: The attention-only variant is nearly as accurate at Y.
+  kind: model_comparison
+  other_model: trigram-attn-only
+  positions: Y
+  metric: accuracy
+  threshold: {at_most: 0.1}
+"""
+    resamples = (
+        "Sequences, paired: each bootstrap draw resamples the same sequence indices for both models, so the interval "
+        "is that of the difference (shared noise cancels), not of two separate means."
+    )
+    traps = (
+        "For loss or kl a positive difference means this model is worse.",
+        "Both models read the file's dataset; other_model must share its vocabulary and context length.",
+    )
+
     kind: Literal["model_comparison"] = "model_comparison"
     other_model: str = Field(description="Zoo name or model directory of the model compared with")
     positions: Selection

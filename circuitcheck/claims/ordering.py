@@ -24,6 +24,45 @@ if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads
 class OrderingClaim(ClaimSpec):
     """Other claims' estimates follow a declared order: the fraction of adjacent steps in that order."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+E_1, ..., E_k: the estimates of the listed claims, in the declared order
+d = +1 (increasing) or -1 (decreasing)
+estimate = #{i in 1..k-1 : d * (E_{i+1} - E_i) > margin} / (k - 1)   (1.0: the whole ladder holds)
+"""
+    example = """\
+- id: mlp-mean
+  statement: With the MLP mean-ablated, the model completes few trigrams.
+  kind: replacement
+  replace: [{component: mlp0, with: mean}]
+  positions: Y
+  metric: accuracy
+  threshold: {at_most: 0.5}
+- id: full
+  statement: The full model completes most trigrams.
+  kind: replacement
+  replace: []
+  positions: Y
+  metric: accuracy
+  threshold: {at_least: 0.8}
+- id: ladder
+  statement: Accuracy rises from the MLP-ablated model to the full model.
+  kind: ordering
+  claims: [mlp-mean, full]
+  direction: increasing
+  threshold: {at_least: 1.0}
+"""
+    resamples = (
+        "The same sequence draw for every rung at once: each bootstrap resample recomputes every rung's estimate from "
+        "the same sequences and then the fraction in order, so the interval answers 'how often does the whole ladder "
+        "hold', not k - 1 separate questions. If any rung is read from the weights (no bootstrap), the ordering is "
+        "exact."
+    )
+    traps = (
+        "Steps are strict: with margin 0, two equal estimates are not in order.",
+        "The rungs' own verdicts are judged separately; an ordering can pass while a rung fails its threshold.",
+    )
+
     kind: Literal["ordering"] = "ordering"
     claims: list[ClaimRef] = Field(min_length=2, description="Claim ids, in the declared order")
     direction: Literal["increasing", "decreasing"]

@@ -32,6 +32,29 @@ def copying_score(full_ov: torch.Tensor) -> tuple[float, float]:
 class OVCopyingClaim(ClaimSpec):
     """A head's full OV circuit copies tokens: sum(Re λ) / sum(|λ|) of its eigenvalues, from the weights."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+F = W_E W_V W_O W_U  ([d_vocab, d_vocab_out]; LayerNorm left out, as in Elhage et al. 2021)
+lambda = the eigenvalues of F
+estimate = sum(Re lambda) / sum(|lambda|)    (in [-1, 1]; 1: a pure copying head)
+details: the fraction of eigenvalues with a positive real part
+"""
+    example = """\
+- id: F3
+  statement: The head's OV circuit copies tokens.
+  kind: ov_copying
+  head: "0.0"
+  threshold: {at_least: 0.5}
+"""
+    resamples = (
+        "Nothing: it is read from the weights, so the interval is the estimate itself."
+    )
+    traps = (
+        "Eigenvalues need a square OV circuit: the input and output vocabularies must be the same size.",
+        "LayerNorm is left out, so on a model with strong norms the score is of the unnormalised circuit.",
+        "A positive score says copying dominates on average over the vocabulary, not that every token is copied.",
+    )
+
     kind: Literal["ov_copying"] = "ov_copying"
     head: HeadRef = Field(description="'L.H'")
 

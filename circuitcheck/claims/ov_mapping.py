@@ -27,6 +27,36 @@ if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads
 class OVMappingClaim(ClaimSpec):
     """A head's full OV circuit maps source tokens to declared outputs: the fraction that hold, from the weights."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+T = ln1(W_E + mean over positions of W_pos) W_V W_O W_U   (one row per source token)
+a mapping src -> dst holds when argmax T[src] = dst
+a silent token s holds when max |T[s]| < silent_below * max |T|
+estimate = (mappings and silences that hold) / (number of mappings + number of silent tokens)
+"""
+    example = """\
+version: 1
+name: ov-mapping-example
+model: xor
+dataset: {kind: strings, n_seqs: 400, seed: 3}
+claims:
+  - id: X2-head0-writes
+    statement: Head 0's OV circuit writes T for C and F for D, and nothing for A, B or Q.
+    kind: ov_mapping
+    head: "0.0"
+    maps: {C: T, D: F}
+    silent: [A, B, Q]
+    threshold: {at_least: 1.0}
+"""
+    resamples = (
+        "Nothing: it is read from the weights, so the interval is the estimate itself."
+    )
+    traps = (
+        "Tokens are names from the dataset's vocabulary or ids; they are resolved when the file compiles.",
+        "'Silent' is relative to the table's largest entry, not an absolute logit.",
+        "The source row uses the token at an average position, after the layer's ln1.",
+    )
+
     kind: Literal["ov_mapping"] = "ov_mapping"
     head: HeadRef = Field(description="'L.H'")
     maps: dict[str, str] = Field(min_length=1, description="source token -> the output token its row should favour")

@@ -34,6 +34,51 @@ if TYPE_CHECKING:  # tensors appear in annotations only: `validate` loads this m
 class PathPatchingClaim(ClaimSpec):
     """A sender head's effect reaches ``metric`` through the declared receivers only: the drop along them."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+M_run = (sum of the metric over the scored positions of run) / (number of scored positions)
+  s = +1 when the metric is higher-is-better, -1 when lower-is-better (loss, kl)
+  full: the clean run
+  path: the sender's output (its hook_z) changed by `method` at `sender_at`, and that change passed ONLY to
+        `receivers` (a later head's q/k/v input, a later MLP, or the logits); every other component reads the
+        clean residual stream (norms recomputed)
+  total: the sender ablated outright (its change reaches everything)
+drop = s * (M_full - M_path)
+effect: absolute_drop       estimate = drop
+effect: relative_drop       estimate = drop / |M_full|
+effect: fraction_of_total   estimate = drop / (s * (M_full - M_total))   (the share of the sender's effect
+                            that flows through the receivers)
+"""
+    example = """\
+version: 1
+name: path-patching-example
+model: caesar-easy
+dataset: {kind: caesar, n_seqs: 200, seed: 0}
+positions:
+  from_0C: {range: [2, 32]}
+claims:
+  - id: F1-path-0.0
+    statement: Most of head 0.0's effect reaches the output through the value inputs of heads 1.0 and 1.1.
+    kind: path_patching
+    sender: "0.0"
+    receivers: [1.0.v, 1.1.v]
+    method: mean
+    positions: from_0C
+    metric: correct_prob
+    effect: fraction_of_total
+    threshold: {at_least: 0.5}
+"""
+    resamples = (
+        "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
+        "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
+        "draw."
+    )
+    traps = (
+        "fraction_of_total is undefined (null, fails) when ablating the sender outright does not change the metric.",
+        "Receivers must sit in later layers than the sender (an MLP in the sender's own layer reads it).",
+        "Not clipped: paths can carry more than the total when other paths push the other way.",
+    )
+
     kind: Literal["path_patching"] = "path_patching"
     sender: HeadRef = Field(description="'L.H': the head whose output is changed")
     receivers: list[ReceiverRef] = Field(min_length=1, description="'L.H.q' / 'L.H.k' / 'L.H.v', 'mlpL', or 'logits'")

@@ -24,6 +24,36 @@ if TYPE_CHECKING:
 class PreservationClaim(CircuitClaim):
     """The circuit alone keeps the model's ``metric``: estimate = M(circuit) - M(model), or the ratio - 1."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+M_run = (sum of the metric over the scored positions of run) / (number of scored positions)
+  model: the model's own clean run; circuit: only the circuit's edges kept, every other edge carrying its
+  `ablation` value (zero, per-position mean, or another sequence's value); norms recomputed
+estimate: difference   estimate = M_circuit - M_model
+estimate: ratio        estimate = M_circuit / M_model - 1   (a relative difference)
+Judge it with threshold {within: m}: pass when the whole interval lies in [-m, m], fail when wholly outside.
+"""
+    example = """\
+- id: head-path-preserved
+  statement: The head path alone performs like the model at Y.
+  kind: preservation
+  circuit: head-path
+  ablation: mean
+  positions: Y
+  metric: correct_prob
+  threshold: {within: 0.05}
+"""
+    resamples = (
+        "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
+        "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
+        "draw."
+    )
+    traps = (
+        "An at_least or at_most threshold on a difference asks a one-sided question; equivalence needs within: m.",
+        "ratio divides by M_model: undefined when it is 0, and large for metrics near 0.",
+        "A circuit that removes no edge is the model itself and is refused as vacuous.",
+    )
+
     kind: Literal["preservation"] = "preservation"
     estimate: Literal["difference", "ratio"] = Field(
         default="difference", description="difference: M(circuit) - M(model); ratio: M(circuit) / M(model) - 1"

@@ -21,6 +21,30 @@ from circuitcheck.plan.interventions import ClaimPlan, Measurement
 class QKPositionalOrderClaim(ClaimSpec):
     """A head's positional QK scores rise (or fall) with key position: the fraction of steps that do."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+P = ln1(W_pos + mean over tokens of W_E)   (each position holding an average token, after the layer's ln1)
+S = (P W_Q + b_Q) (P W_K + b_K)^T / sqrt(d_head)        (query position i, key position j)
+steps: every query i and adjacent keys (j, j + 1) with j + 1 <= i; step = S[i, j + 1] - S[i, j]
+estimate = #{steps > 0 (increasing) or < 0 (decreasing)} / #steps
+"""
+    example = """\
+- id: T4
+  statement: Positional QK scores increase with key position.
+  kind: qk_positional_order
+  layer: 0
+  head: 0
+  direction: increasing
+  threshold: {at_least: 0.9}
+"""
+    resamples = (
+        "Nothing: it is read from the weights, so the interval is the estimate itself."
+    )
+    traps = (
+        "The direct path only: in deeper layers the query and key inputs also carry earlier layers' writes.",
+        "A flat step counts as out of order in either direction.",
+    )
+
     kind: Literal["qk_positional_order"] = "qk_positional_order"
     layer: int = Field(ge=0)
     head: int = Field(ge=0)

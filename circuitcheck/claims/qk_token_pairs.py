@@ -22,6 +22,33 @@ from circuitcheck.plan.interventions import ClaimPlan, Measurement
 class QKTokenPairsClaim(ClaimSpec):
     """A head's token-token QK circuit ranks declared keys first for their queries: the pairs recovered."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+E = ln1(W_E + mean over positions of W_pos)   (each token at an average position, after the layer's ln1)
+S = (E W_Q + b_Q) (E W_K + b_K)^T / sqrt(d_head)        (query token, key token)
+K_q = the declared keys of query token q (pairs: trigram_prefixes gives (Y, X) for every trigram in the card)
+k_q = |K_q| (top_k: per_query) or top_k
+estimate = (sum over q of |K_q & (the k_q keys with the highest S[q])|) / (sum over q of |K_q|)
+"""
+    example = """\
+- id: T3
+  statement: For the query W_E[Y], the keys W_E[X] of its trigrams are among its top-scoring keys.
+  kind: qk_token_pairs
+  layer: 0
+  head: 0
+  pairs: trigram_prefixes
+  top_k: per_query
+  threshold: {at_least: 0.5}
+"""
+    resamples = (
+        "Nothing: it is read from the weights, so the interval is the estimate itself."
+    )
+    traps = (
+        "Pairs are [query, key]; trigram_prefixes reads (Y, X) from the model card, so it needs a card with trigrams.",
+        "Chance is k_q / d_vocab per pair (about 4% on the trigram model), not 0.5.",
+        "A pair declared twice counts once.",
+    )
+
     kind: Literal["qk_token_pairs"] = "qk_token_pairs"
     layer: int = Field(ge=0)
     head: int = Field(ge=0)

@@ -45,6 +45,43 @@ def table_correlation(model_sums: torch.Tensor, label_counts: torch.Tensor, toke
 class ReferenceTableClaim(ClaimSpec):
     """The model's mean prediction given a token matches the data's label distribution: their correlation."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+At the scored positions, for every token t that occurs there (n_t occurrences):
+  M[t, l] = (sum over the occurrences of the clean model's softmax probability of label l) / n_t
+  R[t, l] = (label l's count after t) / n_t   (reference: label_given_token)
+          or the dataset's exact table       (reference: <table name>)
+estimate = Pearson correlation of M and R over every cell (t, l) of the tokens that occur
+details: the mean total-variation distance 0.5 * sum_l |M[t, l] - R[t, l]| over those tokens
+"""
+    example = """\
+version: 1
+name: reference-table-example
+model: caesar-easy
+dataset: {kind: caesar, n_seqs: 200, seed: 0}
+positions:
+  first: {indices: [0]}
+claims:
+  - id: C1
+    statement: At position 0 the model's prediction given the first letter matches the rotation distribution.
+    kind: reference_table
+    positions: first
+    reference: rotation_given_first_letter
+    threshold: {at_least: 0.9}
+"""
+    resamples = (
+        "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
+        "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
+        "draw. Every per-token sum and count is resampled together, then the tables and their correlation are "
+        "recomputed."
+    )
+    traps = (
+        "A counted reference (label_given_token) carries sampling noise that biases the correlation down; use the "
+        "dataset's exact table where it provides one.",
+        "A correlation over all cells is dominated by the common tokens' large entries; the total-variation detail "
+        "says how far the rows actually are.",
+    )
+
     kind: Literal["reference_table"] = "reference_table"
     positions: Selection = Field(description="Where the model's predictions are compared with the data")
     reference: str = Field(

@@ -59,6 +59,35 @@ def _mean(t: Totals) -> torch.Tensor:
 class ReplacementClaim(ClaimSpec):
     """With components replaced by simpler versions the model still does the task: ``metric`` under replacement."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+replaced: the run with every `replace` entry in place (an ablation value; an attention rule previous / self /
+  uniform on a head's pattern; linear: an MLP replaced by its Jacobian and bias fitted on `fit`)
+estimate = (sum over scored positions of the metric in the replaced run) / (number of scored positions)
+  (replace: [] scores the full model itself)
+details: the full model's value, top-1 agreement and KL with the full model
+"""
+    example = """\
+- id: T5
+  statement: With the head attending only to the previous token at Y, the model still completes most trigrams.
+  kind: replacement
+  replace: [{component: "0.0", with: previous, at: Y}]
+  positions: Y
+  metric: accuracy
+  threshold: {at_least: 0.7}
+"""
+    resamples = (
+        "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
+        "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
+        "draw."
+    )
+    traps = (
+        "The estimate is the replaced model's metric, not its difference from the full model: compare with the "
+        "metric_full detail, or use an ordering of rungs.",
+        "With no final LayerNorm, zeroing the MLP is the direct readout of resid_mid (DLA).",
+        "linear needs fit positions; jacobian: median is seed 002's choice, mean and at_mean_input differ.",
+    )
+
     kind: Literal["replacement"] = "replacement"
     replace: list[Replacement] = Field(description="Empty: the full model itself (a ladder's top rung)")
     positions: Selection

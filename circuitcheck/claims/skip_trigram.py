@@ -47,6 +47,45 @@ class SkipTrigramClaim(ClaimSpec):
     """An additive bigram + skip-trigram ensemble predicts what the model predicts: the best top-1 agreement any such
     ensemble reaches (exact where the feature space is small, else a stated lower bound)."""
 
+    # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
+    formula = """\
+An additive ensemble: logits = bias + sum of the weights of every (earlier token, current token) feature present
+measure: agreement  estimate = the best top-1 agreement with the model's own top-1 any such ensemble reaches
+measure: accuracy   estimate = the best accuracy on the labels any such ensemble reaches
+exact where the feature space is small: positions with the same features form one input pattern, and every
+  choice of top-1 per pattern that some ensemble realises is found by linear programming
+otherwise a stated lower bound: the held-out top-1 of the maximum-likelihood ensemble (softmax regression fitted
+  on the other `1 - holdout` of the sequences), ties counted half
+"""
+    example = """\
+version: 1
+name: skip-trigram-example
+model: xor
+dataset: {kind: strings, n_seqs: 400, seed: 3}
+positions:
+  at_Q: {indices: [2]}
+claims:
+  - id: X1
+    statement: The model is an ensemble of bigrams and skip-trigrams.
+    kind: skip_trigram_fit
+    positions: at_Q
+    earlier_position: absolute
+    measure: agreement
+    threshold: {at_least: 0.9}
+    expect: refuted
+    expect_reason: XOR is not additive; any additive ensemble gets at most three of the four strings right.
+"""
+    resamples = (
+        "Sequences: exact case, the bootstrap resamples sequences over the realisable top-1 choices; fitted case, the "
+        "held-out sequences (split by `seed`)."
+    )
+    traps = (
+        "A fitted (non-exact) estimate is a lower bound on what an ensemble can do: a fail there is weaker evidence "
+        "than an exact fail.",
+        "On data that balances the input patterns, the best exact fit is a count of patterns (3 of 4 on XOR): the "
+        "threshold should say which.",
+    )
+
     kind: Literal["skip_trigram_fit"] = "skip_trigram_fit"
     positions: Selection = Field(description="Where the ensemble is fitted and compared")
     earlier_position: EarlierPosition = Field(

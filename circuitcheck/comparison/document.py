@@ -2,7 +2,7 @@
 against the first variant, paired differences against it (marked where they exclude zero and are at
 least the smallest effect that matters), and every variant's own run document (what all renderers read).
 
-Documented in README.md ("Comparing model variants"); ``schema_version`` 1.
+Documented in docs/compare.md; ``schema_version`` 1.
 """
 
 from __future__ import annotations

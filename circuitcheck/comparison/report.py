@@ -38,8 +38,9 @@ class ComparisonReport:
         return [(d["claim"], d["variant"]) for d in self.document["summary"]["differing"]]
 
     def write(self, report_dir: str | os.PathLike[str]) -> list[Path]:
-        """Write ``<name>.md``, ``<name>.json`` and ``<name>.html`` (every variant's report, with heatmaps)."""
-        return write_comparison(self.document, Path(report_dir), self.comparison.figures())
+        """Write ``<name>.md``, ``<name>.json`` and ``<name>.html`` (every variant's report, with heatmaps and
+        circuit graphs)."""
+        return write_comparison(self.document, Path(report_dir), self.comparison.drawings())
 
     def __str__(self) -> str:
         return terminal_matrix(self.document)

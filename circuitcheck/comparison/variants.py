@@ -14,7 +14,8 @@ from typing import Any
 
 from circuitcheck.errors import CircuitcheckError, DataError, SpecError, SpecErrors
 from circuitcheck.plan.compile import compile_file
-from circuitcheck.report.figures import Figures, attention_figures
+from circuitcheck.report.circuit_svg import CircuitDrawing
+from circuitcheck.report.figures import Figures
 from circuitcheck.report.progress import Tracker
 from circuitcheck.report.report import Report, run_plan
 from circuitcheck.run.engine import DEFAULT_MAX_ROWS
@@ -52,9 +53,10 @@ class Comparison:
     def name(self) -> str:
         return report_stem(self.spec, self.path)
 
-    def figures(self) -> dict[str, Figures]:
-        """Each variant that ran: its attention heatmaps, for the HTML report."""
-        return {v.model: attention_figures(v.report.result) for v in self.variants if v.report is not None}
+    def drawings(self) -> dict[str, tuple[list[CircuitDrawing], Figures]]:
+        """Each variant that ran: its circuits as graphs and its claims' figures (heatmaps, minimality circuits),
+        for the HTML report."""
+        return {v.model: v.report.drawings() for v in self.variants if v.report is not None}
 
 
 def variant_models(spec: Any, models: Sequence[str]) -> list[str]:

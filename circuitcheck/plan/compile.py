@@ -21,6 +21,7 @@ from circuitcheck.plan.interventions import CLEAN, ClaimPlan
 from circuitcheck.plan.positions import resolve_selections
 from circuitcheck.plan.vacuity import check_vacuity
 from circuitcheck.spec.hypothesis import load_hypothesis, report_stem
+from circuitcheck.spec.warnings import ClaimWarning, spec_warnings
 from circuitcheck.spec.yaml_source import SourceMap
 from circuitcheck.zoo.load import FILE_FOLDER, LoadedModel, load
 
@@ -41,6 +42,13 @@ class FilePlan:
     """The spec's own hash when it was built in Python (no file to hash)."""
     circuits: dict[str, CompiledCircuit] = field(default_factory=dict)
     """The file's circuits as graphs, checked against the model (their warnings included)."""
+    warnings: tuple[ClaimWarning, ...] = ()
+    """Numbers that cannot mean anything (:mod:`circuitcheck.spec.warnings`): the model-free rules, and those
+    the claims found when they compiled (a random baseline's pool, counted from its seeded draws)."""
+
+    def claim_warnings(self, claim_id: str) -> list[dict[str, str]]:
+        """The warnings of ``claim_id`` as the reports show them (``{rule, where, path, message, fix}``)."""
+        return [w.shown(self.source_map) for w in self.warnings if w.claim_id == claim_id]
 
     @property
     def name(self) -> str:
@@ -48,7 +56,8 @@ class FilePlan:
 
 
 def _pinned(err: PlanError, smap: SourceMap) -> SpecError:
-    return SpecError(smap.locate(err.path), ".".join(map(str, err.path)), err.message, err.fix)
+    path = smap.written(err.path)  # an inline selection's error is where it is written, not under positions:
+    return SpecError(smap.locate(path), ".".join(map(str, path)), err.message, err.fix)
 
 
 def compile_file(path: Path, model_override: str | None = None, skip_inapplicable: bool = False) -> FilePlan:
@@ -87,8 +96,10 @@ def compile_spec(
         raise SpecErrors([_pinned(err, smap) for err in circuit_errors])
     plans, errors = [], []
     skipped: dict[str, str] = {}
+    warnings = spec_warnings(spec, smap, read_card=False)  # the model-free rules; the claims add the rest
     for i, claim in enumerate(spec.claims):
-        ctx = CompileContext(loaded.model, batch, masks, inputs, ("claims", i), loaded.card, base, circuits)
+        ctx = CompileContext(loaded.model, batch, masks, inputs, ("claims", i), loaded.card, base, circuits,
+                             warnings)
         try:
             plan = claim.compile(ctx)
             check_vacuity(claim, ctx)  # claims that cannot fail on this model and data: circuitcheck.plan.vacuity
@@ -103,4 +114,7 @@ def compile_spec(
         if missing:
             skipped[plan.claim_id] = f"depends on {', '.join(missing)}, which cannot apply to this model"
     kept = tuple(p for p in plans if p.claim_id not in skipped)
-    return FilePlan(path, spec, smap, loaded, batch, masks, inputs, kept, skipped, source_sha256, circuits)
+    ordered = sorted(warnings, key=lambda w: (smap.locate(smap.written(w.path)).line,
+                                              smap.locate(smap.written(w.path)).col))
+    return FilePlan(path, spec, smap, loaded, batch, masks, inputs, kept, skipped, source_sha256, circuits,
+                    tuple(w for w in ordered if w.claim_id not in skipped))

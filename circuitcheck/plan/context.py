@@ -16,6 +16,7 @@ from circuitcheck.metrics import Metric, metrics
 from circuitcheck.plan.circuits import CompiledCircuit
 from circuitcheck.plan.positions import scored_mask
 from circuitcheck.spec.components import Head
+from circuitcheck.spec.warnings import ClaimWarning
 
 if TYPE_CHECKING:
     import torch
@@ -34,6 +35,14 @@ class CompileContext:
     base_dir: Path | None = None
     circuits: dict[str, CompiledCircuit] = field(default_factory=dict)
     """The file's circuits, compiled against the model (claims name them with a ``CircuitRef`` field)."""
+    warnings: list[ClaimWarning] = field(default_factory=list)
+    """Numbers that cannot mean anything, found while compiling (:mod:`circuitcheck.spec.warnings`); the
+    file's claims share one list, which becomes :attr:`circuitcheck.plan.compile.FilePlan.warnings`."""
+
+    def warn(self, warning: ClaimWarning | None) -> None:
+        """Keep ``warning`` (None: nothing to warn about) for the terminal, the reports and ``explain``."""
+        if warning is not None:
+            self.warnings.append(warning)
 
     def circuit(self, name: str, field: str = "circuit") -> CompiledCircuit:
         """The compiled circuit ``name``, refused if the file does not define it."""

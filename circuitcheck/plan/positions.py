@@ -25,10 +25,15 @@ def selection_mask(sel: PositionSelection, batch: TokenBatch, path: tuple[str | 
     n, seq = batch.tokens.shape
     mask = torch.ones(n, seq, dtype=torch.bool)
     if sel.role is not None:
-        if sel.role not in batch.role_names[1:]:
-            known = ", ".join(batch.role_names[1:])
-            raise PlanError(path + ("role",), f"this dataset annotates no role {sel.role!r}", f"use one of: {known}")
-        mask &= batch.role_mask(sel.role)
+        is_list = isinstance(sel.role, list)
+        union = torch.zeros(n, seq, dtype=torch.bool)
+        for i, role in enumerate(sel.roles):
+            if role not in batch.role_names[1:]:
+                known = ", ".join(batch.role_names[1:])
+                at = path + (("role", i) if is_list else ("role",))
+                raise PlanError(at, f"this dataset annotates no role {role!r}", f"use one of: {known}")
+            union |= batch.role_mask(role)
+        mask &= union
     if sel.tokens is not None:
         mask &= holds_any(batch, sel.tokens, path + ("tokens",))
     if sel.prefix_contains is not None:

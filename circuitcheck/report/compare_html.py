@@ -7,6 +7,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from circuitcheck.report.circuit_svg import CircuitDrawing
 from circuitcheck.report.figures import Figures
 from circuitcheck.report.html import anchor, page, run_body, table
 from circuitcheck.report.svg import VERDICT_COLORS, interval_bar
@@ -88,17 +89,19 @@ def _statements(doc: dict[str, Any]) -> str:
     return table(["claim", "statement"], rows)
 
 
-def _variant_section(variant: str, run: dict[str, Any] | None, figures: Figures) -> str:
+def _variant_section(
+    variant: str, run: dict[str, Any] | None, drawings: tuple[list[CircuitDrawing], Figures] | None
+) -> str:
     if run is None:
         return f"<h3>{escape(variant)}</h3><p>Nothing ran on this variant: every claim is not applicable.</p>"
     s = run["summary"]
     summary = f"{escape(variant)}: {s['passed']} of {s['total']} applicable claims passed"
-    return (
-        f'<details open id="{anchor(variant)}"><summary>{summary}</summary>{run_body(run, figures, variant)}</details>'
-    )
+    circuits, figures = drawings or ([], {})
+    body = run_body(run, figures, variant, circuits=circuits)
+    return f'<details open id="{anchor(variant)}"><summary>{summary}</summary>{body}</details>'
 
 
-def comparison_html(doc: dict[str, Any], figures: dict[str, Figures]) -> str:
+def comparison_html(doc: dict[str, Any], drawings: dict[str, tuple[list[CircuitDrawing], Figures]]) -> str:
     st = doc["statistics"]
     variants = ", ".join(f"<code>{escape(v)}</code>" for v in doc["variants"])
     notes = "".join(f"<li>{escape(line)}</li>" for line in footnotes(doc))
@@ -111,6 +114,6 @@ def comparison_html(doc: dict[str, Any], figures: dict[str, Figures]) -> str:
         "<h2>Claims x variants</h2>", _matrix(doc), f"<ul>{notes}</ul>",
         "<h2>Statements</h2>", _statements(doc),
         "<h2>Variants</h2>",
-        *(_variant_section(v, doc["runs"].get(v), figures.get(v, {})) for v in doc["variants"]),
+        *(_variant_section(v, doc["runs"].get(v), drawings.get(v)) for v in doc["variants"]),
     ]
     return page(f"circuitcheck: {doc['name']}", "\n".join(body))

@@ -1,7 +1,7 @@
 """Verdicts -> Report: one plain document every renderer (JSON, Markdown, terminal, HTML) reads.
 
 The verdicts arrive decided (:func:`circuitcheck.verdict.stage.judge_file`); this module only
-lays them out. The JSON form is the stable schema documented in README.md ("Report schema").
+lays them out. The JSON form is the stable schema documented in docs/reports.md.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def spec_statistics(plan: FilePlan) -> dict[str, Any]:
     }
 
 
-def claim_entry(v: Verdict) -> dict[str, Any]:
-    """One claim of the report (before :func:`json_safe`)."""
+def claim_entry(v: Verdict, warnings: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """One claim of the report (before :func:`json_safe`); ``warnings``: the claim's, as
+    :meth:`FilePlan.claim_warnings` gives them."""
     entry = {
         "id": v.claim_id,
         "kind": v.kind,
@@ -58,6 +59,7 @@ def claim_entry(v: Verdict) -> dict[str, Any]:
         "expect": v.expect,
         "as_expected": v.as_expected,
         "details": v.shown_details,
+        "warnings": warnings or [],
     }
     if v.baseline is not None:
         entry["baseline"] = v.baseline.shown()
@@ -70,7 +72,7 @@ def build_document(result: FileResult, judged: FileVerdicts, argv: list[str] | N
         "schema_version": SCHEMA_VERSION,
         "name": plan.name,
         "summary": judged.summary.as_dict(),
-        "claims": [claim_entry(v) for v in judged.verdicts],
+        "claims": [claim_entry(v, plan.claim_warnings(v.claim_id)) for v in judged.verdicts],
         "statistics": spec_statistics(plan),
         "self_checks": [asdict(c) for c in result.self_checks],
         "timing": {"seconds": result.seconds, "forward_rows": result.n_forward_rows, **result.timings},

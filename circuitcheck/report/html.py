@@ -36,6 +36,7 @@ padding:12px 16px;margin:16px 0}
 blockquote{margin:8px 0;padding:4px 12px;border-left:3px solid #d0d7de;color:#424a53}
 .figs{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 .muted{color:#57606a;font-size:13px}
+.warning{background:#fff8c5;border-left:3px solid #d4a72c;padding:4px 8px}
 .flag{color:#0969da;font-weight:700}
 code{font-size:13px;word-break:break-all}
 .badge a{color:white;text-decoration:none}
@@ -115,6 +116,11 @@ def claim_card(claim: dict[str, Any], confidence: float, figures: list[Figure], 
     ]
     if claim.get("seed_figure"):
         parts.append(f'<p class="muted">Seed figure: {escape(claim["seed_figure"])}</p>')
+    parts += [
+        f'<p class="warning"><strong>Warning</strong> ({escape(w["rule"])}, {escape(w["where"])}): '
+        f"{escape(w['message'])}. Fix: {escape(w['fix'])}.</p>"
+        for w in claim.get("warnings", [])
+    ]
     ladder = _ladder(claim)
     if ladder or figures:
         parts.append(f'<div class="figs">{ladder}{"".join(figure_svg(f) for f in figures)}</div>')

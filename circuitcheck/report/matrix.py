@@ -14,6 +14,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from circuitcheck.report.circuit_svg import CircuitDrawing
 from circuitcheck.report.compare_html import comparison_html
 from circuitcheck.report.figures import Figures
 from circuitcheck.report.markdown_escape import md_code, md_text
@@ -147,6 +148,9 @@ def comparison_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_comparison(doc: dict[str, Any], report_dir: Path, figures: dict[str, Figures] | None = None) -> list[Path]:
-    """``<name>.md``, ``<name>.json`` and ``<name>.html`` of a comparison document, sharing one ``run_id``."""
-    return write_stamped(doc, report_dir, comparison_markdown, lambda d: comparison_html(d, figures or {}))
+def write_comparison(
+    doc: dict[str, Any], report_dir: Path, drawings: dict[str, tuple[list[CircuitDrawing], Figures]] | None = None
+) -> list[Path]:
+    """``<name>.md``, ``<name>.json`` and ``<name>.html`` of a comparison document, sharing one ``run_id``;
+    ``drawings``: per variant, its circuits and its claims' figures."""
+    return write_stamped(doc, report_dir, comparison_markdown, lambda d: comparison_html(d, drawings or {}))

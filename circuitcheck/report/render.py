@@ -16,7 +16,7 @@ from circuitcheck.report.circuit_svg import CircuitDrawing
 from circuitcheck.report.figures import Figures
 from circuitcheck.report.html import run_html
 from circuitcheck.report.markdown_escape import md_code, md_text
-from circuitcheck.report.text import headline, mark, measures, num
+from circuitcheck.report.text import headline, mark, measures, num, warning_lines
 
 UNSAFE_IN_NAMES = ("/", "\\", "\0")
 """Characters a report name may not hold: path separators (either OS's) and NUL."""
@@ -32,7 +32,8 @@ def terminal_table(doc: dict[str, Any]) -> str:
     level = int(doc["statistics"]["confidence"] * 100)
     headers = ["claim", "kind", "verdict", "estimate", f"{level}% CI", "threshold", "metric"]
     table = tabulate(rows, headers=headers, tablefmt="simple")
-    return f"{doc['name']}: {headline(doc['summary'])}\n{table}"
+    warnings = [line for c in doc["claims"] for line in warning_lines(c)]
+    return f"{doc['name']}: {headline(doc['summary'])}\n{table}" + "".join(f"\n{w}" for w in warnings)
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -61,6 +62,9 @@ def markdown(doc: dict[str, Any]) -> str:
         ]
         if c.get("seed_figure"):
             lines += ["", f"Seed figure: {md_text(c['seed_figure'])}."]
+        for w in c.get("warnings", []):
+            lines += ["", f"**Warning** ({md_text(w['rule'])}, {md_code(w['where'])}): {md_text(w['message'])}. "
+                          f"Fix: {md_text(w['fix'])}."]
         details = ", ".join(f"{k} = {num(v)}" for k, v in c["details"].items())
         lines += ["", f"Details: {md_text(details)}"]
         lines += edge_table(c)

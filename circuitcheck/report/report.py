@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from circuitcheck.plan.compile import FilePlan
+from circuitcheck.report.circuit_svg import CircuitDrawing
 from circuitcheck.report.document import build_document
-from circuitcheck.report.figures import attention_figures, circuit_figures
+from circuitcheck.report.figures import Figures, attention_figures, circuit_figures
 from circuitcheck.report.render import terminal_table, write_reports
 from circuitcheck.report.text import headline
 from circuitcheck.run.execute import FileResult, run_file
@@ -30,7 +31,7 @@ class Report:
     with ``.estimate``, ``.ci_low``, ``.ci_high``, ``.sentence`` and ``.as_expected``.
 
     ``exit_code`` is what ``circuitcheck run`` exits with for this file (0 pass, 1 fail, 3 inconclusive);
-    ``document`` is the JSON report (schema in README.md); ``str(report)`` is the terminal table.
+    ``document`` is the JSON report (schema in docs/reports.md); ``str(report)`` is the terminal table.
     """
 
     name: str
@@ -51,11 +52,16 @@ class Report:
     def write(self, report_dir: str | os.PathLike[str]) -> list[Path]:
         """Write ``<name>.md``, ``<name>.json`` and ``<name>.html`` (with attention heatmaps and circuit graphs)
         into ``report_dir``; returns their paths (md, json, html)."""
+        circuits, figures = self.drawings()
+        return write_reports(self.document, Path(report_dir), figures, circuits)
+
+    def drawings(self) -> tuple[list[CircuitDrawing], Figures]:
+        """(the file's circuits as graphs, each claim's figures: attention heatmaps, a minimality claim's circuit)."""
         circuits, per_claim = circuit_figures(self.result, self.document)
         figures = attention_figures(self.result)
         for claim_id, drawn in per_claim.items():
             figures.setdefault(claim_id, []).extend(drawn)
-        return write_reports(self.document, Path(report_dir), figures, circuits)
+        return circuits, figures
 
     def __str__(self) -> str:
         return terminal_table(self.document)

@@ -44,6 +44,13 @@ def headline(s: dict[str, Any]) -> str:
     return text + (f", {s['inconclusive']} inconclusive" if s["inconclusive"] else "")
 
 
+def warning_lines(c: dict[str, Any]) -> list[str]:
+    """A claim's warnings (numbers that cannot mean anything), each as ``file:line:col: warning: path: message``
+    and its fix; none in a document from before warnings."""
+    return [f"{w['where']}: warning: {w['path']}: {w['message']} (rule {w['rule']})\n  fix: {w['fix']}"
+            for w in c.get("warnings", [])]
+
+
 def interval_text(cell: dict[str, Any]) -> str:
     """``estimate [ci_low, ci_high]``."""
     return f"{num(cell['estimate'])} [{num(cell['ci_low'])}, {num(cell['ci_high'])}]"

@@ -39,6 +39,7 @@ import torch
 from circuitcheck.errors import SelfCheckError
 from circuitcheck.plan.circuits import ModelShape
 from circuitcheck.run.engine import DEFAULT_MAX_ROWS, assert_fired, clean_run, counted_hooks, derangement
+from circuitcheck.run.heap import release_freed_memory
 from circuitcheck.run.readouts import Collector, LogitSink
 from circuitcheck.spec.circuits import Edge, EdgeReceiver, Sender, order, reads_from
 from circuitcheck.spec.components import Embed, Head, HeadInput, Logits, Mlp, PosEmbed
@@ -289,6 +290,8 @@ def _run_pass(
         view = logits.view(n_var, len(seqs), *logits.shape[1:])
         for v in range(n_var):
             emit(v, first, view[v])
+        del logits, view, hooks
+    release_freed_memory()
 
 
 def check_full_circuit(

@@ -94,7 +94,10 @@ def grouped_editor(
         stacked = act.clone(memory_format=torch.contiguous_format).view((n_blocks, c) + act.shape[1:])
         for group in groups:
             view = head_view(stacked, group.template.site.hook, group.head)
-            blocks, masks = member_masks(group, mask_stack, seqs, view.dim(), block_positions)
+            every_head = group.head is None and heads_first(group.template.site.hook)
+            blocks, masks = member_masks(group, mask_stack, seqs, view.dim() - every_head, block_positions)
+            if masks is not None and every_head:  # [g, c, head, query, key]: the positions are the queries
+                masks = masks.unsqueeze(2)
             values = _group_values(group, stacked, blocks, seqs, repl, stash, block_positions)
             _check_finite_values(values, group, blocks, seqs)
             if masks is None:

@@ -128,7 +128,7 @@ class PositionSelection(Strict):
     """Which (sequence, position) pairs a claim looks at.
 
     ``role`` keeps positions carrying a dataset annotation (trigram: X, Y, Z;
-    caesar: A, B, C, space); ``range`` is a half-open ``[start, stop)`` over
+    caesar: A, B, C, space), or any of a list of them (``[B, C]``); ``range`` is a half-open ``[start, stop)`` over
     positions (negative counts from the end); ``indices`` lists positions;
     ``same_as_previous`` keeps positions whose token equals the one before;
     ``tokens`` keeps positions holding one of the tokens; ``prefix_contains`` /
@@ -138,8 +138,10 @@ class PositionSelection(Strict):
     are dropped where a metric needs one.
     """
 
-    role: str | None = Field(
-        default=None, description="A role the dataset annotates, e.g. X, Y, Z (trigram) or A, B, C (caesar)"
+    role: str | list[str] | None = Field(
+        default=None,
+        description="A role the dataset annotates, e.g. X, Y, Z (trigram) or A, B, C (caesar); a list is their "
+        "union ([B, C]: positions carrying B or C)",
     )
     range: tuple[int, int] | None = None
     indices: list[int] | None = Field(default=None, min_length=1)
@@ -169,6 +171,8 @@ class PositionSelection(Strict):
             self.prefix_contains,
             self.prefix_lacks,
         )
+        if self.role is not None and isinstance(self.role, list) and not self.role:
+            raise rule_error("'role' lists no role", "list at least one role, e.g. [B, C], or write one: B")
         if all(x is None for x in chosen):
             raise rule_error(
                 "select something: this selection has no key that selects positions",
@@ -177,6 +181,32 @@ class PositionSelection(Strict):
             )
         return self
 
+    @property
+    def roles(self) -> list[str]:
+        """The roles ``role`` names (one, or a list: their union); empty when it names none."""
+        if self.role is None:
+            return []
+        return [self.role] if isinstance(self.role, str) else list(self.role)
+
+
+class RelativeKey(Strict):
+    """The key a fixed distance from each query, for attention claims: ``{offset: -1}`` is the previous
+    position, ``{offset: 0}`` the query itself. Queries whose key would fall before position 0 are left out."""
+
+    offset: int = Field(description="Key position minus query position (0 or less): -1 is the previous position")
+
+    @model_validator(mode="after")
+    def _looks_back(self) -> RelativeKey:
+        if self.offset > 0:
+            raise rule_error(
+                f"a head attends only to positions at or before the query, so a key {self.offset} position(s) "
+                "after it gets no attention",
+                f"use a negative offset: {{offset: {-self.offset}}} is the key {self.offset} position(s) before",
+            )
+        return self
+
+    def __str__(self) -> str:
+        return f"{{offset: {self.offset}}}"
 
 
 Seed = Annotated[int, Field(ge=0, lt=2**63)]

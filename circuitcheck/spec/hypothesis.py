@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import re
@@ -17,8 +18,15 @@ from circuitcheck.spec.base import RULE_ERROR, PositionSelection, Statistics, St
 from circuitcheck.spec.circuits import CircuitName, CircuitSpec, circuit_errors
 from circuitcheck.spec.components import SYNTAX_ERROR
 from circuitcheck.spec.kinds import claim_kinds, dataset_kinds
-from circuitcheck.spec.messages import Names, did_you_mean, explain, known, shown_value, spelt
-from circuitcheck.spec.references import CIRCUIT, CLAIM, METRIC, SELECTION, references_in_data
+from circuitcheck.spec.messages import Names, did_you_mean, explain, known, shown_value, spelt, written_inline
+from circuitcheck.spec.references import (
+    CIRCUIT,
+    CLAIM,
+    METRIC,
+    SELECTION,
+    inline_selections,
+    references_in_data,
+)
 from circuitcheck.spec.vacuity import vacuity_errors
 from circuitcheck.spec.yaml_source import SourceMap, read_yaml
 
@@ -158,13 +166,39 @@ def _misspelt(errors: list[Any], data: Any) -> dict[tuple[str | int, ...], dict[
     return close
 
 
+def hoist_inline_selections(data: dict[str, Any], smap: SourceMap) -> dict[str, Any]:
+    """``data`` with every selection written inline (``keys: {role: [B, C]}``) moved under ``positions:``,
+    named by its text, and the field given that name; so every later stage sees names only. ``smap``
+    learns where each one is written (:attr:`SourceMap.aliases`), so its errors point there."""
+    found = list(inline_selections(hypothesis_model(), data))
+    positions = data.get("positions", {})
+    if not found or not isinstance(positions, dict):
+        return data
+    hoisted = copy.deepcopy(data)
+    named = dict(positions)
+    for path, value in found:
+        name = written_inline(value)
+        while name in named and named[name] != value:  # a selection named like this text already: another name
+            name += "'"
+        if name not in named:
+            named[name] = value
+            smap.aliases[("positions", name)] = path
+        node: Any = hoisted
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = name
+    hoisted["positions"] = named
+    return hoisted
+
+
 def _validation_errors(exc: ValidationError, data: Any, smap: SourceMap) -> list[SpecError]:
     errors = []
     names = Names.of(data)
     found = exc.errors()[:MAX_SHOWN_ERRORS]
-    misspelt = _misspelt(found, data)
-    for err in found:
-        path = _data_path(data, err["loc"])
+    where_written = [err | {"loc": smap.written(tuple(err["loc"]))} for err in found]  # inline selections
+    misspelt = _misspelt(where_written, data)
+    for err, written in zip(found, where_written, strict=True):
+        path = _data_path(data, written["loc"])
         message, fix = explain(err, path, hypothesis_model(), smap, names, _known_keys(), _PATTERN_HELP)
         if err["type"] == "union_tag_invalid" and isinstance(_at(data, path), dict) and "kind" in _at(data, path):
             path += ("kind",)
@@ -183,7 +217,18 @@ def _validation_errors(exc: ValidationError, data: Any, smap: SourceMap) -> list
         if isinstance(got, bool) and path in smap.booleans:
             fix = spelt(path, got, smap)
         errors.append(SpecError(where, ".".join(map(str, path)), message, fix))
-    return errors
+    return _one_arm(errors, found)
+
+
+def _one_arm(errors: list[SpecError], found: list[Any]) -> list[SpecError]:
+    """Drop the text arm's "expected text" of a field that also takes a mapping (``keys: Selection |
+    RelativeKey``) where the mapping's own errors say what is wrong inside it."""
+    def other_arm(e: SpecError, err: Any) -> bool:
+        if err["type"] != "string_type" or not isinstance(err.get("input"), dict):
+            return False
+        return any(o is not e and (o.path == e.path or o.path.startswith(e.path + ".")) for o in errors)
+
+    return [e for e, err in zip(errors, found, strict=True) if not other_arm(e, err)]
 
 
 SELECTION_FIX = "define it under 'positions:'"
@@ -277,10 +322,10 @@ def validate_hypothesis(data: Any, smap: SourceMap) -> Any:
         )
     spec, errors, omitted = None, [], 0
     try:
-        spec = hypothesis_model().model_validate(data)
+        spec = hypothesis_model().model_validate(hoist_inline_selections(data, smap))
     except ValidationError as exc:
         errors = _validation_errors(exc, data, smap)
-        omitted = exc.error_count() - len(errors)
+        omitted = max(0, exc.error_count() - MAX_SHOWN_ERRORS)  # those not read (a dropped union arm is not one)
     reported = {e.path for e in errors}
     errors += [e for e in _reference_errors(data, smap) if e.path not in reported]
     errors += circuit_errors(_circuits(spec, data), smap)

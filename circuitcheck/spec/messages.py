@@ -154,6 +154,11 @@ def _inline(value: Any) -> str:
     return str(value)
 
 
+def written_inline(value: Any) -> str:
+    """A mapping or list as a file would write it inline (``{role: [B, C]}``): the name of an inline selection."""
+    return _inline(value)
+
+
 def _reference_fix(ref: Reference, got: Any, names: Names) -> tuple[str, str]:
     """(what was expected, fix) for a field that names something defined elsewhere."""
     if ref == SELECTION:

@@ -105,32 +105,69 @@ def _kind_tag(arm: Any) -> str | None:
     return values[0] if len(values) == 1 and isinstance(values[0], str) else None
 
 
-def _walk_data(value: Any, annotation: Any, metadata: list[Any], path: Path) -> Iterator[tuple[Path, Reference, str]]:
+def inline_selections(model: type[BaseModel], data: Any, path: Path = ()) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every ``(path, mapping)`` in ``data`` where a :data:`Selection` field holds a selection written inline
+    (``keys: {role: C}``) instead of a name, read by the field types of ``model`` as
+    :func:`references_in_data` reads names. A mapping that another arm of the field's type takes (an
+    ``{offset: -1}`` where the field also accepts a relative key) is that arm's, not a selection."""
+    if not isinstance(data, dict):
+        return
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if key in data:
+            found = _walk_data(data[key], field.annotation, list(field.metadata), path + (key,), inline=True)
+            yield from ((at, value) for at, _, value in found)
+
+
+def _claimed_by_a_model_arm(value: Any, args: tuple[Any, ...]) -> bool:
+    """A mapping whose keys belong to a model arm of a union: it is that arm's value, not an inline selection."""
+    if not isinstance(value, dict):
+        return False
+    return any(
+        isinstance(arm, type) and issubclass(arm, BaseModel) and set(value) & set(arm.model_fields) for arm in args
+    )
+
+
+def _walk_data(
+    value: Any, annotation: Any, metadata: list[Any], path: Path, *, inline: bool = False
+) -> Iterator[tuple[Path, Reference, Any]]:
     if value is None:
         return
     marker = next((m for m in metadata if isinstance(m, Reference)), None)
     if marker is not None:
-        if isinstance(value, str):
+        if not inline and isinstance(value, str):
+            yield path, marker, value
+        elif inline and marker == SELECTION and isinstance(value, dict):
             yield path, marker, value
         return
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        yield from references_in_data(annotation, value, path)
+        if inline:
+            yield from ((at, SELECTION, v) for at, v in inline_selections(annotation, value, path))
+        else:
+            yield from references_in_data(annotation, value, path)
         return
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is Annotated:
-        yield from _walk_data(value, args[0], list(annotation.__metadata__), path)
+        yield from _walk_data(value, args[0], list(annotation.__metadata__), path, inline=inline)
     elif origin in (typing.Union, types.UnionType):
         arms = [typing.get_args(a)[0] if typing.get_origin(a) is Annotated else a for a in args]
         tagged = [a for a in arms if _kind_tag(a) is not None]
         if tagged and isinstance(value, dict):  # a tagged union: the data's kind picks the arm, or none
             args = tuple(a for a in tagged if _kind_tag(a) == value.get("kind"))
-        found = [_walk_data(value, arm, [], path) for arm in args]
-        yield from dict.fromkeys(item for arm in found for item in arm)
+        elif inline and _claimed_by_a_model_arm(value, args):
+            return
+        found = [list(_walk_data(value, arm, [], path, inline=inline)) for arm in args]
+        seen: set[Any] = set()
+        for item in (item for arm in found for item in arm):  # an arm per type; each name (or place) once
+            key = item[0] if inline else item
+            if key not in seen:
+                seen.add(key)
+                yield item
     elif isinstance(value, dict) and origin is dict and len(args) == 2:
         for key, item in value.items():
-            yield from _walk_data(item, args[1], [], path + (key,))
+            yield from _walk_data(item, args[1], [], path + (key,), inline=inline)
     elif isinstance(value, list) and args and origin in (list, tuple):
         homogeneous = origin is list or (len(args) == 2 and args[1] is Ellipsis)
         for i, item in enumerate(value):
             item_type = args[0] if homogeneous else args[i] if i < len(args) else None
-            yield from _walk_data(item, item_type, [], path + (i,))
+            yield from _walk_data(item, item_type, [], path + (i,), inline=inline)

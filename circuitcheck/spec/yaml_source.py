@@ -52,9 +52,20 @@ class SourceMap:
     """The text of each unquoted scalar YAML 1.1 reads as a boolean (``no``, ``on``, ...)."""
     numbers: dict[Path_, str] = field(default_factory=dict)
     """The text of each unquoted scalar YAML reads as a number (``0.0``, ``1.10``, ...), as written."""
+    aliases: dict[Path_, Path_] = field(default_factory=dict)
+    """Paths the loader made up, and where their value is written: a selection written inline
+    (``claims.1.keys: {role: C}``) is validated and compiled as ``positions.<its text>``."""
+
+    def written(self, path: Path_) -> Path_:
+        """Where ``path`` is written in the file: itself, or, inside a made-up path, the place it stands for."""
+        for alias, place in self.aliases.items():
+            if path[: len(alias)] == alias:
+                return place + path[len(alias):]
+        return path
 
     def locate(self, path: Path_, *, key: bool = False) -> SourceLocation:
         """The position of ``path``, or of its closest located ancestor."""
+        path = self.written(path)
         table = self.keys if key else self.values
         for cut in range(len(path), -1, -1):
             prefix = path[:cut]
