@@ -105,6 +105,8 @@ def clean_pass(
 def bytes_per_sequence(model: Any, tokens: torch.Tensor, hooks: set[str]) -> dict[str, int]:
     """What one sequence of ``tokens`` costs to keep at each hook (a one-sequence probe pass)."""
     sizes: dict[str, int] = {}
+    if not hooks:
+        return sizes
 
     def measure(name: str) -> Callable[[torch.Tensor], None]:
         def size(act: torch.Tensor) -> None:

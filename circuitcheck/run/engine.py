@@ -206,10 +206,9 @@ def _start_points(
     inside_ok = starts_inside_blocks(model)
     wanted = resume_hooks(model)
     would_hold = dict.fromkeys(wanted)  # what an input's cache will hold, once made
-    from_cache = isinstance(sink, Collector)  # a Collector rebuilds unedited logits from the cache
     points = [
         start_point(model, v, repl.inputs[v.input].acts if v.input in repl.inputs else would_hold, inside_ok,
-                    from_cache)
+                    sink.base_from_cache)
         for v in variants
     ]
     for name in inputs_worth_caching(model, variants, points, repl.inputs):

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -256,8 +257,9 @@ class _Runs:
     on_window: list[Variant]
     window: int
 
-    @property
+    @cached_property
     def index(self) -> dict[Variant, int]:
+        """Each variant's run number (read once per claim read: kept)."""
         return {v: k for k, v in enumerate(self.variants)}
 
     def key(self, variant: Variant) -> Hashable:
@@ -339,6 +341,7 @@ class _Renamed:
 
     def __init__(self, sink: Readouts, names: list[Hashable]) -> None:
         self.sink, self.names = sink, dict(enumerate(names))
+        self.base_from_cache = sink.base_from_cache
         self.like_input, self.input_head = sink.like_input, sink.input_head
 
     def chunk(self, k: Hashable, first: int, logits: torch.Tensor) -> None:

@@ -38,6 +38,10 @@ def input_target(name: str) -> tuple[str, str]:
 class LogitSink(Protocol):
     """What the engine hands a pass's logits to (module docstring). ``k`` indexes the run list."""
 
+    base_from_cache: bool
+    """Whether an input's unedited logits come from its cached final residual stream (a :class:`Collector`),
+    rather than from what the sink already holds of them (so passes need not cache that stream)."""
+
     def chunk(self, k: Hashable, first: int, logits: torch.Tensor) -> None:
         """Run ``k``'s logits ``[c, seq, vocab]`` for sequences ``first .. first + c``."""
 
@@ -103,6 +107,7 @@ class Readouts:
         window: int,
         keep_full_clean: bool = False,
     ) -> None:
+        self.base_from_cache = False
         self.next_token = next_token
         self.wants = wants
         self.window = window
@@ -230,6 +235,7 @@ class Collector:
     """A sink that keeps every run's full logits ``[n_seqs, seq, vocab]`` (tests and benchmarks)."""
 
     def __init__(self, n_seqs: int, input_logits: Callable[[str], torch.Tensor]) -> None:
+        self.base_from_cache = True
         self.n_seqs = n_seqs
         self.input_logits = input_logits
         self.outputs: dict[Hashable, torch.Tensor] = {}
