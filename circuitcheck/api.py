@@ -107,7 +107,7 @@ def check(
     path_or_spec: PathLike | Mapping[str, Any] | BaseModel, model: str | None = None, *,
     max_rows: int | None = None, resume: bool = True,
     baseline: PathLike | None = None, report_dir: PathLike | None = None, argv: Sequence[str] | None = None,
-    tracker: Tracker | None = None, memory_budget_gib: float | None = None,
+    tracker: Tracker | None = None, memory_budget_gib: float | None = None, controls: bool = False,
 ) -> Report:
     """Load, compile, run and judge a hypothesis file (or a spec built in Python: a mapping shaped like the
     YAML, or a spec object); returns its :class:`Report`.
@@ -121,12 +121,15 @@ def check(
     - ``baseline``: a baseline JSON written by ``circuitcheck baseline``; claims that regressed fail.
     - ``report_dir``: also write ``<name>.{md,json,html}`` there (or call ``report.write(folder)`` later).
     - ``argv``: the command a report's provenance records; ``tracker``: a progress bar (the CLI's).
+    - ``controls``: also run the null-model control (every claim on re-initialised copies of the model; the
+      file's ``controls: {null_model: {n, seed}}``, else n=3 copies from seed 0). A file that sets ``controls:``
+      runs it either way. A claim that passes on a copy is uninformative and capped at inconclusive.
 
     Raises :class:`~circuitcheck.errors.CircuitcheckError` for bad input or an invalid run, before any
     forward pass where it can (a missing baseline entry, for one).
     """
     from circuitcheck.report.progress import Tracker
-    from circuitcheck.report.report import run_plan
+    from circuitcheck.report.report import controls_of, run_plan
     from circuitcheck.verdict.baseline import read_baseline
 
     steps = tracker or Tracker(0, enabled=False)
@@ -139,6 +142,7 @@ def check(
             plan, max_rows=_engine_rows(max_rows), resume=resume, progress=tracker.note if tracker else None,
             baseline=stored, argv=list(argv) if argv is not None else None,
             memory_budget=None if memory_budget_gib is None else int(memory_budget_gib * 2**30),
+            null_model=controls_of(plan, controls),
         )
     if report_dir is not None:
         report.write(report_dir)
@@ -148,7 +152,7 @@ def check(
 def compare(
     path: PathLike, models: Sequence[str] = (), *, max_rows: int | None = None, resume: bool = True,
     report_dir: PathLike | None = None, models_base: PathLike | None = None, argv: Sequence[str] | None = None,
-    tracker: Tracker | None = None, min_effect: float | None = None,
+    tracker: Tracker | None = None, min_effect: float | None = None, controls: bool = False,
 ) -> ComparisonReport:
     """Run the file at ``path`` on each of ``models`` (or the file's ``variants:``; at least two) on the
     same seeded data, and compare them claim by claim against the first.
@@ -157,7 +161,7 @@ def compare(
     marked only when its interval excludes zero and its size is at least this, or the claim's own
     ``min_effect``. Relative model paths resolve against ``models_base`` when given (a command line passes
     the current directory), else against the file's folder. ``max_rows``, ``resume``, ``report_dir``,
-    ``argv`` and ``tracker`` are as for :func:`check`.
+    ``argv``, ``tracker`` and ``controls`` (the null-model control, on each variant) are as for :func:`check`.
     """
     from circuitcheck import comparison
     from circuitcheck.comparison.report import comparison_report
@@ -168,7 +172,7 @@ def compare(
         raise CircuitcheckError(f"min_effect must be a finite number >= 0, got {min_effect}")
     found = comparison.compare_file(
         Path(path), models, _engine_rows(max_rows), list(argv) if argv is not None else None, tracker,
-        resume=resume, models_base=Path(models_base) if models_base is not None else None,
+        resume=resume, models_base=Path(models_base) if models_base is not None else None, controls=controls,
     )
     report = comparison_report(found, min_effect)
     if report_dir is not None:

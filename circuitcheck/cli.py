@@ -111,6 +111,7 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[d
         baseline=args.baseline or None,
         argv=argv,
         tracker=tracker,
+        controls=args.controls,
     )
     docs.append(report.document)
     with _writing("reports"):
@@ -120,6 +121,9 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[d
         for claim in report.claims.values():
             if claim.as_expected is not True:
                 print(f"  {claim.claim_id} {claim.verdict}: {claim.sentence}")
+            elif claim.uninformative:
+                allowed = " (allow_uninformative)" if claim.null is not None and claim.null.allowed else ""
+                print(f"  {claim.claim_id} uninformative{allowed}: {claim.sentence}")
     print(f"reports: {', '.join(map(str, written))} ({report.result.seconds:.1f}s)")
     return report.exit_code
 
@@ -188,6 +192,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             argv=_argv(args, args.file),
             tracker=tracker,
             min_effect=args.min_effect,
+            controls=args.controls,
         )
     with _writing("reports"):
         written = report.write(args.report_dir)
@@ -246,6 +251,13 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="run every intervention pass from the tokens instead of resuming from cached clean activations "
         "(slower; for checking the engine, or for a model whose blocks the resumed path does not mirror)",
+    )
+    parser.add_argument(
+        "--controls", action="store_true",
+        help="also run the null-model control: every claim re-run on re-initialised copies of the model (same "
+        "architecture and data, seeded weights; the file's 'controls: {null_model: {n, seed}}', else n=3 from "
+        "seed 0). A claim that passes on a copy is uninformative: capped at inconclusive unless it sets "
+        "'allow_uninformative: true'. A file with 'controls:' runs it without the flag",
     )
 
 

@@ -17,7 +17,7 @@ from circuitcheck.plan.compile import compile_file
 from circuitcheck.report.circuit_svg import CircuitDrawing
 from circuitcheck.report.figures import Figures
 from circuitcheck.report.progress import Tracker
-from circuitcheck.report.report import Report, run_plan
+from circuitcheck.report.report import Report, controls_of, run_plan
 from circuitcheck.run.engine import DEFAULT_MAX_ROWS
 from circuitcheck.run.execute import FileResult
 from circuitcheck.spec.hypothesis import load_hypothesis, report_stem
@@ -88,10 +88,11 @@ def same_checkpoints(chosen: Sequence[str], folders: Sequence[Path]) -> None:
 
 def compare_file(
     path: Path, models: Sequence[str] = (), max_rows: int = DEFAULT_MAX_ROWS, argv: list[str] | None = None,
-    tracker: Tracker | None = None, resume: bool = True, models_base: Path | None = None,
+    tracker: Tracker | None = None, resume: bool = True, models_base: Path | None = None, controls: bool = False,
 ) -> Comparison:
     """Run ``path`` on each model. Relative paths among ``models`` resolve against ``models_base``
-    (a command line passes the current directory), else the file's folder, like ``variants:``."""
+    (a command line passes the current directory), else the file's folder, like ``variants:``. The null-model
+    control (``controls``, or the file's ``controls:``) runs on each variant's own re-initialised copies."""
     spec, _ = load_hypothesis(path)
     chosen = variant_models(spec, models)
     here = path.resolve().parent
@@ -110,6 +111,7 @@ def compare_file(
                 steps.advance()  # its run step
                 continue
         with steps.step(f"{model}: running {len(plan.claims)} claims"):
-            report = run_plan(plan, max_rows=max_rows, resume=resume, progress=steps.note, argv=argv)
+            report = run_plan(plan, max_rows=max_rows, resume=resume, progress=steps.note, argv=argv,
+                              null_model=controls_of(plan, controls))
         runs.append(VariantRun(model, report, dict(plan.not_applicable)))
     return Comparison(path, spec, tuple(runs))

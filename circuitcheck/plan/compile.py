@@ -23,7 +23,7 @@ from circuitcheck.plan.vacuity import check_vacuity
 from circuitcheck.spec.hypothesis import load_hypothesis, report_stem
 from circuitcheck.spec.warnings import ClaimWarning, spec_warnings
 from circuitcheck.spec.yaml_source import SourceMap
-from circuitcheck.zoo.load import FILE_FOLDER, LoadedModel, load
+from circuitcheck.zoo.load import FILE_FOLDER, LoadedModel, load, reinitialised
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class FilePlan:
     warnings: tuple[ClaimWarning, ...] = ()
     """Numbers that cannot mean anything (:mod:`circuitcheck.spec.warnings`): the model-free rules, and those
     the claims found when they compiled (a random baseline's pool, counted from its seeded draws)."""
+    base: Path | None = None
+    """The folder the file's relative model and data paths resolved against."""
 
     def claim_warnings(self, claim_id: str) -> list[dict[str, str]]:
         """The warnings of ``claim_id`` as the reports show them (``{rule, where, path, message, fix}``)."""
@@ -87,6 +89,18 @@ def compile_spec(
     cfg = loaded.model.cfg
     try:
         batch = build_dataset(spec.dataset, DataContext(loaded.card, base, int(cfg.d_vocab), int(cfg.n_ctx)))
+    except PlanError as err:
+        raise _pinned(err, smap) from None
+    return compile_against(spec, smap, path, loaded, batch, base, skip_inapplicable, source_sha256)
+
+
+def compile_against(
+    spec: Any, smap: SourceMap, path: Path, loaded: LoadedModel, batch: TokenBatch, base: Path,
+    skip_inapplicable: bool = False, source_sha256: str | None = None,
+) -> FilePlan:
+    """Compile ``spec``'s claims against ``loaded`` on the dataset ``batch`` (already built): what
+    :func:`compile_spec` does after loading, and what the null-model control reuses on each re-initialised copy."""
+    try:
         masks = resolve_selections(spec.positions, batch)
     except PlanError as err:
         raise _pinned(err, smap) from None
@@ -117,4 +131,18 @@ def compile_spec(
     ordered = sorted(warnings, key=lambda w: (smap.locate(smap.written(w.path)).line,
                                               smap.locate(smap.written(w.path)).col))
     return FilePlan(path, spec, smap, loaded, batch, masks, inputs, kept, skipped, source_sha256, circuits,
-                    tuple(w for w in ordered if w.claim_id not in skipped))
+                    tuple(w for w in ordered if w.claim_id not in skipped), base)
+
+
+def null_plans(plan: FilePlan, n: int, seed: int) -> list[tuple[int, FilePlan]]:
+    """The null-model control's plans: ``plan``'s file compiled against ``n`` copies of its model re-initialised
+    with the architecture's own init (seeds ``seed .. seed + n - 1``), on the same dataset tokens. Claims that
+    cannot compile on a copy are listed in its ``not_applicable``; a model that cannot be re-initialised raises
+    a :class:`~circuitcheck.errors.ModelLoadError`."""
+    base = plan.base if plan.base is not None else plan.path.resolve().parent
+    out = []
+    for i in range(n):
+        null = reinitialised(plan.loaded, seed + i)
+        out.append((seed + i, compile_against(plan.spec, plan.source_map, plan.path, null, plan.batch, base,
+                                              skip_inapplicable=True, source_sha256=plan.source_sha256)))
+    return out

@@ -63,6 +63,9 @@ def claim_entry(v: Verdict, warnings: list[dict[str, str]] | None = None) -> dic
     }
     if v.baseline is not None:
         entry["baseline"] = v.baseline.shown()
+    if v.null is not None:
+        entry["null_control"] = v.null.shown()
+        entry["uninformative"] = v.uninformative
     return entry
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from circuitcheck.report.circuit_svg import CircuitDrawing, circuit_svg
 from circuitcheck.report.figures import Figure, Figures
 from circuitcheck.report.svg import VERDICT_COLORS, bar_chart, heatmap, interval_bar
-from circuitcheck.report.text import headline, mark, measures, outcome
+from circuitcheck.report.text import headline, mark, measures, null_detail, null_text, outcome
 
 # A backslash at the end of a line continues the rule on the next: the string holds no newline there.
 CSS = """
@@ -116,6 +116,8 @@ def claim_card(claim: dict[str, Any], confidence: float, figures: list[Figure], 
     ]
     if claim.get("seed_figure"):
         parts.append(f'<p class="muted">Seed figure: {escape(claim["seed_figure"])}</p>')
+    if claim.get("null_control"):
+        parts.append(f'<p class="null">{escape(null_detail(claim))}</p>')
     parts += [
         f'<p class="warning"><strong>Warning</strong> ({escape(w["rule"])}, {escape(w["where"])}): '
         f"{escape(w['message'])}. Fix: {escape(w['fix'])}.</p>"
@@ -130,12 +132,14 @@ def claim_card(claim: dict[str, Any], confidence: float, figures: list[Figure], 
 
 
 def summary_table(claims: list[dict[str, Any]], confidence: float, prefix: str = "") -> str:
+    nulls = any(c.get("null_control") for c in claims)
     rows = [
         [f'<a href="#{anchor(prefix, "claim", c["id"])}">{escape(c["id"])}</a>', escape(c["kind"]), badge(c),
-         escape(ci_text(c)), escape(c["threshold"]), escape(measures(c))]
+         escape(ci_text(c)), escape(c["threshold"]), escape(measures(c))] + ([escape(null_text(c))] if nulls else [])
         for c in claims
     ]
-    return table(["claim", "kind", "verdict", f"estimate [{int(confidence * 100)}% CI]", "threshold", "metric"], rows)
+    headers = ["claim", "kind", "verdict", f"estimate [{int(confidence * 100)}% CI]", "threshold", "metric"]
+    return table(headers + (["null model"] if nulls else []), rows)
 
 
 def checks_and_provenance(doc: dict[str, Any], on: str = "") -> str:

@@ -16,7 +16,7 @@ from circuitcheck.report.circuit_svg import CircuitDrawing
 from circuitcheck.report.figures import Figures
 from circuitcheck.report.html import run_html
 from circuitcheck.report.markdown_escape import md_code, md_text
-from circuitcheck.report.text import headline, mark, measures, num, warning_lines
+from circuitcheck.report.text import headline, mark, measures, null_detail, null_text, num, warning_lines
 
 UNSAFE_IN_NAMES = ("/", "\\", "\0")
 """Characters a report name may not hold: path separators (either OS's) and NUL."""
@@ -25,12 +25,20 @@ def _ci(c: dict[str, Any]) -> str:
     return f"[{num(c['ci_low'])}, {num(c['ci_high'])}]"
 
 
+def _with_nulls(doc: dict[str, Any]) -> bool:
+    """The null-model control ran: the tables get a "null model" column."""
+    return any(c.get("null_control") for c in doc["claims"])
+
+
 def terminal_table(doc: dict[str, Any]) -> str:
     rows = [
         [c["id"], c["kind"], mark(c), num(c["estimate"]), _ci(c), c["threshold"], measures(c)] for c in doc["claims"]
     ]
     level = int(doc["statistics"]["confidence"] * 100)
     headers = ["claim", "kind", "verdict", "estimate", f"{level}% CI", "threshold", "metric"]
+    if _with_nulls(doc):
+        headers.append("null model")
+        rows = [row + [null_text(c)] for row, c in zip(rows, doc["claims"], strict=True)]
     table = tabulate(rows, headers=headers, tablefmt="simple")
     warnings = [line for c in doc["claims"] for line in warning_lines(c)]
     return f"{doc['name']}: {headline(doc['summary'])}\n{table}" + "".join(f"\n{w}" for w in warnings)
@@ -43,12 +51,15 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"**{headline(s)}** on model {md_code(p['model'])}.",
         "",
-        "| claim | kind | verdict | estimate | CI | threshold | metric |",
-        "|---|---|---|---|---|---|---|",
+    ]
+    nulls = _with_nulls(doc)
+    lines += [
+        "| claim | kind | verdict | estimate | CI | threshold | metric |" + (" null model |" if nulls else ""),
+        "|---|---|---|---|---|---|---|" + ("---|" if nulls else ""),
     ]
     lines += [
         f"| {md_text(c['id'])} | {md_text(c['kind'])} | {mark(c)} | {num(c['estimate'])} | {_ci(c)} "
-        f"| {md_text(c['threshold'])} | {md_text(measures(c))} |"
+        f"| {md_text(c['threshold'])} | {md_text(measures(c))} |" + (f" {md_text(null_text(c))} |" if nulls else "")
         for c in doc["claims"]
     ]
     for c in doc["claims"]:
@@ -62,6 +73,8 @@ def markdown(doc: dict[str, Any]) -> str:
         ]
         if c.get("seed_figure"):
             lines += ["", f"Seed figure: {md_text(c['seed_figure'])}."]
+        if c.get("null_control"):
+            lines += ["", md_text(null_detail(c))]
         for w in c.get("warnings", []):
             lines += ["", f"**Warning** ({md_text(w['rule'])}, {md_code(w['where'])}): {md_text(w['message'])}. "
                           f"Fix: {md_text(w['fix'])}."]

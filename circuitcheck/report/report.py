@@ -7,18 +7,19 @@ behind them (for figures and comparisons); ``write`` renders the files the CLI w
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from circuitcheck.plan.compile import FilePlan
+from circuitcheck.plan.compile import FilePlan, null_plans
 from circuitcheck.report.circuit_svg import CircuitDrawing
 from circuitcheck.report.document import build_document
 from circuitcheck.report.figures import Figures, attention_figures, circuit_figures
 from circuitcheck.report.render import terminal_table, write_reports
 from circuitcheck.report.text import headline
 from circuitcheck.run.execute import FileResult, run_file
+from circuitcheck.spec.base import NullModel
 from circuitcheck.verdict.baseline import Baseline
 from circuitcheck.verdict.stage import judge_file
 from circuitcheck.verdict.summary import Summary
@@ -70,10 +71,13 @@ class Report:
         return f"<Report {self.name}: {headline(self.document['summary'])}; exit code {self.exit_code}>"
 
 
-def report_of(result: FileResult, baseline: Baseline | None = None, argv: list[str] | None = None) -> Report:
+def report_of(
+    result: FileResult, baseline: Baseline | None = None, argv: list[str] | None = None,
+    nulls: Sequence[tuple[int, FileResult]] = (),
+) -> Report:
     """Result -> Report: decide every verdict (:func:`~circuitcheck.verdict.stage.judge_file`), then lay out
-    the document."""
-    judged = judge_file(result, baseline)
+    the document. ``nulls``: the file's results on re-initialised copies of its model (the null-model control)."""
+    judged = judge_file(result, baseline, nulls)
     claims = {v.claim_id: v for v in judged.verdicts}
     return Report(result.plan.name, claims, judged.summary, build_document(result, judged, argv), result)
 
@@ -81,8 +85,35 @@ def report_of(result: FileResult, baseline: Baseline | None = None, argv: list[s
 def run_plan(
     plan: FilePlan, *, max_rows: int, resume: bool, progress: Callable[[str], None] | None = None,
     baseline: Baseline | None = None, argv: list[str] | None = None, memory_budget: int | None = None,
+    null_model: NullModel | None = None,
 ) -> Report:
     """Plan -> Report: run, judge, lay out. Every entry point (``check``, ``compare``, so the CLI and the
-    pytest plugin) takes this one path after compiling."""
+    pytest plugin) takes this one path after compiling. ``null_model``: also run the null-model control
+    (every claim on re-initialised copies of the model, on the same dataset tokens)."""
     result = run_file(plan, max_rows=max_rows, resume=resume, progress=progress, memory_budget=memory_budget)
-    return report_of(result, baseline, argv)
+    nulls = run_nulls(plan, null_model, max_rows=max_rows, resume=resume, progress=progress,
+                      memory_budget=memory_budget) if null_model is not None else []
+    return report_of(result, baseline, argv, nulls)
+
+
+def run_nulls(
+    plan: FilePlan, null_model: NullModel, *, max_rows: int, resume: bool,
+    progress: Callable[[str], None] | None = None, memory_budget: int | None = None,
+) -> list[tuple[int, FileResult]]:
+    """The null-model control: ``plan``'s claims run on each re-initialised copy of its model."""
+    out = []
+    for seed, null_plan in null_plans(plan, null_model.n, null_model.seed):
+        if progress is not None:
+            progress(f"null model, seed {seed}")
+        out.append((seed, run_file(null_plan, max_rows=max_rows, resume=resume, progress=progress,
+                                   memory_budget=memory_budget)))
+    return out
+
+
+def controls_of(plan: FilePlan, controls: bool) -> NullModel | None:
+    """The null-model control a run takes: the file's ``controls: null_model`` when it sets one, else the
+    defaults (``n: 3, seed: 0``) when ``controls`` (``--controls``) asks for it, else none."""
+    written = getattr(plan.spec, "controls", None)
+    if written is not None:
+        return written.null_model
+    return NullModel() if controls else None

@@ -31,6 +31,36 @@ def measures(c: dict[str, Any]) -> str:
     return str(c.get("measures") or c.get("metric") or "")
 
 
+def null_text(c: dict[str, Any]) -> str:
+    """A claim's null-model estimates as tables show them next to the real one: ``mean [min, max], k/n pass``
+    (and ``UNINFORMATIVE``); empty when the null-model control did not run."""
+    null = c.get("null_control")
+    if not null:
+        return ""
+    spread = f" [{num(null['min'])}, {num(null['max'])}]" if null["n"] > 1 else ""
+    text = f"{num(null['mean'])}{spread}, {null['passes']}/{null['n']} pass"
+    if null.get("not_applicable"):
+        text += f", {len(null['not_applicable'])} n/a"
+    return text + (", UNINFORMATIVE" if null["uninformative"] else "")
+
+
+def null_detail(c: dict[str, Any]) -> str:
+    """The null-model estimates of one claim, each copy's, as the claim's section lists them."""
+    null = c.get("null_control")
+    if not null:
+        return ""
+    per_copy = ", ".join(
+        f"seed {null['seed'] + i}: {num(e) if v is not None else 'not applicable'}"
+        + (f" ({v})" if v is not None else "")
+        for i, (e, v) in enumerate(zip(null["estimates"], null["verdicts"], strict=True))
+    )
+    verdict = "uninformative" if null["uninformative"] else "informative"
+    allowed = " (kept: allow_uninformative)" if null["uninformative"] and null.get("allow_uninformative") else ""
+    return (f"Null model ({null['n']} re-initialised copies): mean {num(null['mean'])}, range "
+            f"[{num(null['min'])}, {num(null['max'])}], {null['passes']}/{null['n']} pass; {verdict}{allowed}. "
+            f"Per copy: {per_copy}. Real estimate: {num(c['estimate'])}.")
+
+
 def outcome(claim: dict[str, Any]) -> str:
     """The colour a claim (or a comparison cell) shows: green when it came out as the file expects, red when not."""
     return {True: "pass", False: "fail", None: "inconclusive"}[claim["as_expected"]]

@@ -223,6 +223,23 @@ class Statistics(Strict):
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Two-sided interval level")
 
 
+class NullModel(Strict):
+    """The null-model control: every claim re-run on ``n`` copies of the model with the same architecture and
+    data and re-initialised weights (the architecture's own init), seeded ``seed``, ``seed + 1``, ..."""
+
+    n: int = Field(default=3, ge=1, le=100, description="How many re-initialised copies of the model")
+    seed: int = Field(default=0, ge=0, description="Seed of the first copy's initialisation; copy i uses seed + i")
+
+
+class Controls(Strict):
+    """Controls every claim is re-run under (``run --controls`` turns them on with the defaults)."""
+
+    null_model: NullModel = Field(
+        default_factory=NullModel,
+        description="Re-run every claim on re-initialised copies of the model; one that passes there is uninformative",
+    )
+
+
 class Floor(Strict):
     """A worst-case bound next to the mean: the ``quantile`` of per-example scores (on the
     estimate's scale) must be at least ``at_least``, e.g. ``{quantile: 0.1, at_least: 0.2}``."""

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 from circuitcheck.errors import MAX_SHOWN_ERRORS, SpecError, SpecErrors
 from circuitcheck.metrics import metrics
 from circuitcheck.plugins import load_extensions
-from circuitcheck.spec.base import RULE_ERROR, PositionSelection, Statistics, Strict
+from circuitcheck.spec.base import RULE_ERROR, Controls, PositionSelection, Statistics, Strict
 from circuitcheck.spec.circuits import CircuitName, CircuitSpec, circuit_errors
 from circuitcheck.spec.components import SYNTAX_ERROR
 from circuitcheck.spec.kinds import claim_kinds, dataset_kinds
@@ -48,6 +48,10 @@ class HypothesisBase(Strict):
     )
     positions: dict[str, PositionSelection] = Field(default_factory=dict)
     statistics: Statistics = Field(default_factory=Statistics)
+    controls: Controls | None = Field(
+        default=None,
+        description="Controls run with every claim: 'null_model: {n, seed}' re-runs them on re-initialised copies",
+    )
     circuits: dict[CircuitName, CircuitSpec] = Field(
         default_factory=dict,
         description="Named circuits: edges 'sender -> receiver' (or the 'nodes:' shorthand) that claims refer to",

@@ -55,6 +55,13 @@ class ClaimFields(Strict):
         ),
     )
     vacuous_reason: str | None = Field(default=None, description="Why a claim that cannot fail is kept")
+    allow_uninformative: bool = Field(
+        default=False,
+        description=(
+            "With the null-model control: keep this claim's verdict when it also passes on re-initialised weights "
+            "(it is still marked uninformative); otherwise such a claim is capped at inconclusive"
+        ),
+    )
 
     kind_name: ClassVar[str] = ""
     supports_floor: ClassVar[bool] = False

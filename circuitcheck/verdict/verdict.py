@@ -63,6 +63,80 @@ class Regression:
 
 
 @dataclass(frozen=True)
+class NullControl:
+    """The claim re-run on ``n`` re-initialised copies of its model (seeds ``seed .. seed + n - 1``).
+
+    ``estimates`` and ``verdicts`` hold one entry per copy, None where the claim did not compile on that copy
+    (``not_applicable`` says why). The claim is **uninformative** when it passes on a majority of the copies
+    (more than half of ``n``): random weights of the same architecture meet its threshold more often than not,
+    so meeting it does not single out the trained model. A majority, not any one copy: under "any", adding
+    copies would make every claim likelier to be flagged by one lucky draw (a ratio whose denominator is near
+    zero on random weights, say), while a majority converges, as ``n`` grows, to "random weights usually pass".
+    """
+
+    seed: int
+    estimates: tuple[float | None, ...]
+    verdicts: tuple[str | None, ...]
+    not_applicable: dict[int, str]
+    allowed: bool = False
+    """The claim sets ``allow_uninformative: true``: marked, but its verdict is not capped."""
+
+    @property
+    def n(self) -> int:
+        return len(self.estimates)
+
+    @property
+    def passes(self) -> int:
+        return sum(v == "pass" for v in self.verdicts)
+
+    expect: str = "holds"
+    """What the file expects of the claim. Only a claim expected to hold can be uninformative: a refuted or
+    known-failure claim that passes on random weights is failing on the trained model for a reason of its own."""
+
+    @property
+    def uninformative(self) -> bool:
+        return self.expect == "holds" and 2 * self.passes > self.n
+
+    @property
+    def finite(self) -> list[float]:
+        return [e for e in self.estimates if e is not None and math.isfinite(e)]
+
+    @property
+    def mean(self) -> float:
+        found = self.finite
+        return sum(found) / len(found) if found else math.nan
+
+    @property
+    def low(self) -> float:
+        return min(self.finite, default=math.nan)
+
+    @property
+    def high(self) -> float:
+        return max(self.finite, default=math.nan)
+
+    def shown(self) -> dict[str, Any]:
+        """The JSON report's ``null_control``."""
+
+        def num(x: float | None) -> float | None:
+            return x if x is not None and math.isfinite(x) else None
+
+        return {
+            "n": self.n, "seed": self.seed, "estimates": [num(e) for e in self.estimates],
+            "verdicts": list(self.verdicts), "mean": num(self.mean), "min": num(self.low), "max": num(self.high),
+            "passes": self.passes, "uninformative": self.uninformative, "allow_uninformative": self.allowed,
+            "not_applicable": {str(k): v for k, v in self.not_applicable.items()},
+        }
+
+    def summary(self) -> str:
+        """One line for tables: ``null 0.12 [0.05, 0.2], 0/3 pass``."""
+        if not self.finite:
+            return f"null n/a (0/{self.n} copies applicable)" if self.not_applicable else f"null undefined ({self.n})"
+        spread = f" [{self.low:.3g}, {self.high:.3g}]" if self.n > 1 else ""
+        mark = ", UNINFORMATIVE" if self.uninformative else ""
+        return f"null {self.mean:.3g}{spread}, {self.passes}/{self.n} pass{mark}"
+
+
+@dataclass(frozen=True)
 class Verdict:
     """One claim's estimate, interval and three-way verdict, with every check that shaped it.
 
@@ -91,6 +165,13 @@ class Verdict:
     floor: FloorCheck | None = None
     holm: HolmCheck | None = None
     baseline: Regression | None = None
+    null: NullControl | None = None
+    """The null-model control, when it ran."""
+
+    @property
+    def uninformative(self) -> bool:
+        """The claim also passed on a re-initialised copy of its model (the null-model control)."""
+        return self.null is not None and self.null.uninformative
 
     @property
     def as_expected(self) -> bool | None:

@@ -266,3 +266,27 @@ def _load_strict(model: Any, state: dict[str, torch.Tensor], ckpt: Path, card_pa
             "or give the config they were trained with"
         )
     )
+
+
+def reinitialised(loaded: LoadedModel, seed: int) -> LoadedModel:
+    """A copy of ``loaded``'s architecture with freshly initialised weights (TransformerLens's native init,
+    seeded ``seed``), in inference mode: one null model of the null-model control. The card and checkpoint
+    stay those of the trained model (the copy is named ``<name>@null<seed>``). A model whose card config
+    cannot be rebuilt this way is a :class:`ModelLoadError`, never a silent skip."""
+    config = loaded.card.get("config")
+    if not isinstance(config, dict):
+        raise ModelLoadError(
+            f"{loaded.name}: cannot re-initialise the model for the null-model control: its card has no config "
+            "to rebuild the architecture from\n  fix: run without --controls / 'controls:'"
+        )
+    try:
+        model = build_bridge({**config, "seed": seed})
+    except Exception as err:  # noqa: BLE001 - whatever the config breaks, say it cannot be re-initialised
+        raise ModelLoadError(
+            f"{loaded.name}: cannot re-initialise the model for the null-model control: {err}\n"
+            "  fix: run without --controls / 'controls:'"
+        ) from None
+    model.train(False)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return LoadedModel(model, f"{loaded.name}@null{seed}", loaded.card, loaded.checkpoint, loaded.checkpoint_sha256)
