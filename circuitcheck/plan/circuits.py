@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import networkx as nx
 
@@ -34,19 +34,16 @@ from circuitcheck.spec.circuits import (
     reads_from,
 )
 from circuitcheck.spec.components import Embed, Head, HeadInput, Logits, Mlp, PosEmbed
+from circuitcheck.spec.vacuity import ModelFacts
 from circuitcheck.spec.yaml_source import SourceMap
 
 Path = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
-class ModelShape:
-    """What a circuit is checked against: no weights, no forward pass."""
-
-    n_layers: int
-    n_heads: int
-    has_mlps: bool
-    has_pos_embed: bool
+class ModelShape(ModelFacts):
+    """What a circuit is checked against: no weights, no forward pass (the shape the vacuity lint reads from a
+    model card, here read from the loaded model)."""
 
     @classmethod
     def of(cls, model: Any) -> ModelShape:
@@ -56,13 +53,8 @@ class ModelShape:
         )
 
     def senders(self) -> list[Sender]:
-        """Every sender, in forward order."""
-        found: list[Sender] = [Embed()]
-        found += [PosEmbed()] if self.has_pos_embed else []
-        for layer in range(self.n_layers):
-            found += [Head(layer, h) for h in range(self.n_heads)]
-            found += [Mlp(layer)] if self.has_mlps else []
-        return found
+        """Every sender, in forward order: every component (embeddings, heads, MLPs)."""
+        return cast(list[Sender], self.components())
 
     def receivers(self) -> list[EdgeReceiver]:
         """Every receiver, in forward order."""
