@@ -62,7 +62,10 @@ class FileResult:
 
 def _identity_variant(variants: list[Variant]) -> Variant:
     """Clean activations patched into the clean run at every hook any claim edits."""
-    sites = sorted({e.site for v in variants for e in v.edits}) or [HookSite("hook_embed")]
+    # a whole hook (head None) and one head's slice of it may both be edited: order by (hook, head) with None first
+    sites = sorted(
+        {e.site for v in variants for e in v.edits}, key=lambda s: (s.hook, -1 if s.head is None else s.head)
+    ) or [HookSite("hook_embed")]
     return Variant(edits=tuple(HookEdit(s, ALL, "clean") for s in sites))
 
 
