@@ -351,3 +351,12 @@ def test_generic_messages(error, message, fix):
     found = explain(error | {"input": "x"}, error["loc"], hypothesis_model(), smap, Names(None, None, None),
                     frozenset(), {})
     assert found == (message, fix)
+
+
+def test_a_key_valid_elsewhere_is_not_suggested_as_its_own_fix(write_yaml):
+    # 'kind' is a key of claims and datasets, not of a threshold: the fix lists the threshold's keys instead of
+    # "did you mean 'kind'?"
+    err = one_error(write_yaml, VALID_FILE.replace("{at_least: 0.5}", "{at_least: 0.5, kind: x}"))
+    assert (err.path, err.message) == ("claims.0.threshold.kind", "unknown key 'kind'")
+    assert err.fix.startswith("remove it; the keys allowed here are ") and "at_least" in err.fix
+    assert "'kind'" not in err.fix

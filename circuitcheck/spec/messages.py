@@ -314,6 +314,22 @@ def literal_fix(err: Any, annotation: Any) -> str | None:
     return did_you_mean(got, values).strip() or None if isinstance(got, str) else None
 
 
+def _unknown_key_fix(key: str, model: type[BaseModel], loc: tuple[Any, ...], known_keys: frozenset[str]) -> str:
+    """A did-you-mean among the keys of the object the key sits in (when that object's model is known), never the
+    key itself: a key valid elsewhere in the file (``kind`` under ``corruption:``) gets the keys allowed here."""
+    parent, _ = field_at(model, loc[:-1])
+    here: list[str] = []
+    if isinstance(parent, type) and issubclass(parent, BaseModel):
+        here = sorted({f.alias or n for n, f in parent.model_fields.items()})
+    choices = [k for k in (here or sorted(known_keys)) if k != key]
+    guess = difflib.get_close_matches(key, choices, n=1)
+    if guess:
+        return f"did you mean {guess[0]!r}?"
+    if here:
+        return f"remove it; the keys allowed here are {', '.join(here)}"
+    return "remove it; `circuitcheck schema` lists the allowed keys"
+
+
 def explain(err: Any, path: Path_, model: type[BaseModel], smap: SourceMap, names: Names,
             known_keys: frozenset[str], pattern_help: dict[str, tuple[str, str]]) -> tuple[str, str | None]:
     """(message, fix) for one pydantic error at ``path`` (the part of its ``loc`` that exists in the data)."""
@@ -329,9 +345,7 @@ def explain(err: Any, path: Path_, model: type[BaseModel], smap: SourceMap, name
     if kind == "finite_number":
         return "expected a finite number", NOT_FINITE_FIX
     if kind == "extra_forbidden":
-        guess = difflib.get_close_matches(str(loc[-1]), sorted(known_keys), n=1)
-        fix = f"did you mean {guess[0]!r}?" if guess else "remove it; `circuitcheck schema` lists the allowed keys"
-        return f"unknown key {loc[-1]!r}", fix
+        return f"unknown key {loc[-1]!r}", _unknown_key_fix(str(loc[-1]), model, loc, known_keys)
     if kind == "missing" and loc and isinstance(loc[-1], int):  # a pair given fewer values
         count, example = _example_pair(field_at(model, loc[:-1])[0])
         return f"expected a list of {count} values", PAIR_FIX.format(count=count, example=example)
