@@ -174,7 +174,8 @@ def measure_edges(name: str, model: Any, circuits: list[list[Edge]], tokens: tor
     """The ``edges`` workload, timed as :func:`measure` times the others: the clean run of the sender
     hooks; the edge engine (``run_circuits``, mean ablation, which pays for its own clean run); the naive
     reference (``tests/edge_reference.py``: one unstacked pass per circuit, one hook per receiver input);
-    the floor. The edge engine does not resume at a layer: every pass starts from the tokens."""
+    the floor. The engine pays for its own clean run, and resumes each variant at the first reading point
+    its circuit changes (a minimality variant: its cut edge's receiver)."""
     from tests.edge_reference import naive_ablated, naive_circuit  # run.py puts the repository on sys.path
 
     max_rows = method.max_rows

@@ -10,10 +10,15 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from circuitcheck.api import MAX_ROWS_HELP, non_negative_number, positive_number, positive_whole_number
 from circuitcheck.errors import CircuitcheckError
 from circuitcheck.report.progress import Tracker, progress_wanted
+
+if TYPE_CHECKING:
+    from circuitcheck.jobs.job import JobResult
+    from circuitcheck.report.report import Report
 
 EXIT_PASS, EXIT_FAIL, EXIT_INVALID, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 3, 70
 
@@ -68,8 +73,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from circuitcheck.plan.circuits import describe_circuit
     from circuitcheck.plan.compile import compile_file
     from circuitcheck.plan.components import model_components
+    from circuitcheck.zoo.options import LoadOptions, loading
 
-    with Tracker(1, progress_wanted(args.quiet)) as tracker, tracker.step(f"compiling {args.file}"):
+    with Tracker(1, progress_wanted(args.quiet)) as tracker, tracker.step(f"compiling {args.file}"), \
+            loading(LoadOptions(trust_bridge=args.trust_bridge)):
         plan = compile_file(Path(args.file), args.model)
     cfg = plan.loaded.model.cfg
     print(
@@ -99,20 +106,28 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[dict], tracker: Tracker) -> int:
-    from circuitcheck.api import check
+def _file_results(args: argparse.Namespace, argv: list[str], tracker: Tracker) -> Iterator[JobResult]:
+    """Each file of ``run``/``baseline`` as a job on ``--executor``, results in file order."""
+    from circuitcheck.api import check_files
 
-    report = check(
-        path,
-        args.model,
-        max_rows=args.max_rows,
-        resume=args.resume,
-        memory_budget_gib=args.memory_budget,
-        baseline=args.baseline or None,
-        argv=argv,
-        tracker=tracker,
-        controls=args.controls,
+    return check_files(
+        args.files, args.model, max_rows=args.max_rows, resume=args.resume, memory_budget_gib=args.memory_budget,
+        baseline=args.baseline or None, argv=argv, tracker=tracker, controls=args.controls, device=args.device,
+        dtype=args.dtype, trust_bridge=args.trust_bridge, cache=args.cache, executor=args.executor,
+        ray_address=args.ray_address,
     )
+
+
+def _job_tracker(args: argparse.Namespace, n_jobs: int) -> Tracker:
+    """One bar over the jobs (on an interactive terminal only): a local job is two steps (compile, run)."""
+    from circuitcheck.jobs.executors import STEPS_PER_JOB
+
+    return Tracker(STEPS_PER_JOB.get(args.executor, 1) * n_jobs, progress_wanted(args.quiet))
+
+
+def _show_report(report: Report, args: argparse.Namespace, docs: list[dict]) -> int:
+    from circuitcheck.jobs.cache import reused_from_cache
+
     docs.append(report.document)
     with _writing("reports"):
         written = report.write(args.report_dir)
@@ -124,7 +139,9 @@ def _run_one(path: Path, args: argparse.Namespace, argv: list[str], docs: list[d
             elif claim.uninformative:
                 allowed = " (allow_uninformative)" if claim.null is not None and claim.null.allowed else ""
                 print(f"  {claim.claim_id} uninformative{allowed}: {claim.sentence}")
-    print(f"reports: {', '.join(map(str, written))} ({report.result.seconds:.1f}s)")
+    reused = ", reused from cache" if reused_from_cache(report.document) else ""
+    retried = ", retried: its first worker died" if "retried" in report.document["provenance"] else ""
+    print(f"reports: {', '.join(map(str, written))} ({report.result.seconds:.1f}s{reused}{retried})")
     return report.exit_code
 
 
@@ -139,13 +156,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     argv = _argv(args, *args.files)
     codes: list[int] = []
     docs: list[dict] = []
-    with Tracker(2 * len(args.files), progress_wanted(args.quiet)) as tracker:
-        for path in args.files:
-            try:
-                codes.append(_run_one(Path(path), args, argv, docs, tracker))
-            except CircuitcheckError as err:
-                _err(str(err))
+    with _job_tracker(args, len(args.files)) as tracker:
+        for ran in _file_results(args, argv, tracker):
+            if ran.report is None:
+                _err(str(ran.error))
                 codes.append(EXIT_INVALID)
+            else:
+                codes.append(_show_report(ran.report, args, docs))
     if args.junit:
         from circuitcheck.report.junit import write_junit
 
@@ -166,9 +183,11 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     with _writing("baseline", "pass --out a path in a writable folder"):
         probe_writable(Path(args.out).parent)
     docs: list[dict] = []
-    with Tracker(2 * len(args.files), progress_wanted(args.quiet)) as tracker:
-        for path in args.files:
-            _run_one(Path(path), args, _argv(args, *args.files), docs, tracker)
+    with _job_tracker(args, len(args.files)) as tracker:
+        for ran in _file_results(args, _argv(args, *args.files), tracker):
+            if ran.report is None:
+                raise CircuitcheckError(str(ran.error))
+            _show_report(ran.report, args, docs)
     with _writing("baseline"):
         written = update_baseline(Path(args.out), docs)
     print(f"baseline: {written} ({sum(len(d['claims']) for d in docs)} claims)")
@@ -182,7 +201,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with _writing("reports", "pass --report-dir with a writable folder"):
         probe_writable(Path(args.report_dir))  # before any model loads: fail in a second, not after the run
     n_models = len(args.model) or 2
-    with Tracker(2 * n_models, progress_wanted(args.quiet)) as tracker:
+    with _job_tracker(args, n_models) as tracker:
         report = compare(
             Path(args.file),
             args.model,
@@ -193,14 +212,48 @@ def cmd_compare(args: argparse.Namespace) -> int:
             tracker=tracker,
             min_effect=args.min_effect,
             controls=args.controls,
+            device=args.device,
+            dtype=args.dtype,
+            trust_bridge=args.trust_bridge,
+            executor=args.executor,
+            ray_address=args.ray_address,
         )
     with _writing("reports"):
         written = report.write(args.report_dir)
     if not args.quiet:
         print(report)
     print(f"reports: {', '.join(map(str, written))}")
+    for error in report.comparison.failed.values():
+        _err(error)
+    if report.comparison.failed:
+        return EXIT_INVALID
     if args.fail_on_difference and report.differing:
         return EXIT_FAIL
+    return EXIT_PASS
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from circuitcheck.api import sweep
+    from circuitcheck.atomic import probe_writable
+
+    with _writing("sweep reports", "pass --out a writable folder"):
+        probe_writable(Path(args.out))  # before any model loads
+    with Tracker(1, progress_wanted(args.quiet)) as tracker:
+        report = sweep(
+            Path(args.file), args.corruption, args.over, metric=args.metric, positions=args.positions,
+            top_k=args.top_k, out=args.out, write=False, model=args.model, max_rows=args.max_rows, resume=args.resume,
+            argv=_argv(args, args.file), tracker=tracker,
+        )
+    with _writing("sweep reports"):
+        written = report.write(Path(args.out))
+    if not args.quiet:
+        for cell in report.document["top"]:
+            lo, hi = cell["lo"], cell["hi"]
+            shown = "" if lo is None else f" [{lo:.3g}, {hi:.3g}]"
+            print(f"  {cell['component']} at position {cell['position']}: {cell['estimate']:.3g}{shown}")
+        for note in report.notes:
+            print(f"  note: {note}")
+    print(f"sweep: {', '.join(map(str, written))}")
     return EXIT_PASS
 
 
@@ -261,6 +314,43 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+TRUST_BRIDGE_HELP = (
+    "run on a Hugging Face model even when its TransformerLens bridge does not reproduce the model's own "
+    "forward on the load-time probe (by default a load error); the mismatch is recorded in the report"
+)
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    """Where and in what precision the model runs (the commands that run claims)."""
+    from circuitcheck.zoo.options import DEVICES, DTYPES
+
+    parser.add_argument("--device", default="cpu", metavar="|".join(DEVICES),
+                        help="where the model runs (default cpu; auto: cuda if available, else mps, else cpu)")
+    parser.add_argument("--dtype", default="float32", choices=DTYPES,
+                        help="the model's precision (default float32); self-check tolerances scale with it")
+    parser.add_argument("--trust-bridge", action="store_true", help=TRUST_BRIDGE_HELP)
+
+
+def _executor_options(parser: argparse.ArgumentParser, cache: bool = True) -> None:
+    """Where the (file, model) jobs run, and (``run``, ``baseline``) the result cache."""
+    parser.add_argument(
+        "--executor", choices=["local", "ray"], default="local",
+        help="local (default): jobs one after another in this process; ray: each (file, model) job a Ray task "
+        "(pip install 'circuitcheck[ray]'); reports are the same",
+    )
+    parser.add_argument(
+        "--ray-address", default=None, metavar="ADDRESS",
+        help="with --executor ray: join this running cluster (host:port of its head, or 'auto'); without it a "
+        "local Ray starts with this machine's CPUs. Files and models must be at the same paths on every node",
+    )
+    if cache:
+        parser.add_argument(
+            "--cache", default=None, metavar="DIR",
+            help="reuse a stored result when the file, checkpoint, dataset tokens, circuitcheck version and "
+            "options are unchanged (the report says 'reused from cache'); run and store the others",
+        )
+
+
 def _memory_option(parser: argparse.ArgumentParser) -> None:
     """For the commands that run files one at a time (``compare`` runs with the default budget)."""
     parser.add_argument(
@@ -290,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _engine_options(run)
     _memory_option(run)
+    _executor_options(run)
+    _model_options(run)
     run.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
     run.add_argument("--junit", default=None, metavar="PATH", help="also write a JUnit XML report of every file run")
     run.add_argument(
@@ -306,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--model", default=None)
     _engine_options(base)
     _memory_option(base)
+    _executor_options(base)
+    _model_options(base)
     base.add_argument("--quiet", action="store_true")
     base.set_defaults(func=cmd_baseline, junit=None, baseline=None)
     run.set_defaults(func=cmd_run)
@@ -319,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--model", default=None)
     explain.add_argument("--hooks", action="store_true", help="also list every hook name of the model")
     explain.add_argument("--quiet", action="store_true")
+    explain.add_argument("--trust-bridge", action="store_true", help=TRUST_BRIDGE_HELP)
     explain.set_defaults(func=cmd_explain)
 
     compare = sub.add_parser("compare", help="run a file on several models and compare them claim by claim")
@@ -330,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--report-dir", default="reports", help="where <name>-compare.{md,json,html} go (default: reports)"
     )
     _engine_options(compare)
+    _executor_options(compare, cache=False)
+    _model_options(compare)
     compare.add_argument("--quiet", action="store_true", help="print only the report paths and errors")
     compare.add_argument("--min-effect", type=non_negative_number, default=None, metavar="X",
                          help="the smallest difference that matters: mark a difference only when its interval "
@@ -339,6 +436,32 @@ def build_parser() -> argparse.ArgumentParser:
                          help="exit 1 when a difference is marked (its interval excludes zero and its size is at "
                               "least the min effect): a CI check that variants agree")
     compare.set_defaults(func=cmd_compare)
+
+    sweep = sub.add_parser(
+        "sweep", help="patch every head/residual stream/MLP x position clean into a corrupted run; draft claims"
+    )
+    sweep.add_argument("file")
+    sweep.add_argument("--corruption", required=True, metavar="NAME",
+                       help="the id of a claim of the file whose corruption to use, or a corruption written inline: "
+                            "'{scheme: resample_tokens, positions: SEL, seed: 5}'")
+    sweep.add_argument("--over", choices=["heads", "resid", "mlp"], default="heads",
+                       help="heads: blocks.L.attn.hook_z per head; resid: blocks.L.hook_resid_pre; mlp: "
+                            "blocks.L.hook_mlp_out (default heads)")
+    sweep.add_argument("--metric", default=None,
+                       help="the metric scored (default: the named claim's; inline corruption: logprob)")
+    sweep.add_argument("--positions", default=None, metavar="SEL",
+                       help="the selection scored (default: the named claim's; inline corruption: all positions "
+                            "with a next token)")
+    sweep.add_argument("--top-k", type=positive_whole_number, default=5, metavar="K",
+                       help="cells drafted as claims (default 5)")
+    sweep.add_argument("--out", default="reports/sweeps",
+                       help="where <name>-sweep-<over>.html/.json and <name>-draft.yaml go (default: reports/sweeps)")
+    sweep.add_argument("--model", default=None, help="sweep this model instead of the file's (as for run)")
+    sweep.add_argument("--max-rows", "--max-batch", type=positive_whole_number, default=4096, help=MAX_ROWS_HELP)
+    sweep.add_argument("--no-resume", dest="resume", action="store_false",
+                       help="run every pass from the tokens instead of resuming at the patched layer")
+    sweep.add_argument("--quiet", action="store_true", help="print only the written paths and errors")
+    sweep.set_defaults(func=cmd_sweep)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of hypothesis files (for editors)")
     schema.add_argument("-o", "--out", default=None, metavar="PATH", help="write it here instead of stdout")

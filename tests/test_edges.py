@@ -17,7 +17,8 @@ from circuitcheck.plan.components import HookSite
 from circuitcheck.plan.interventions import CLEAN, HookEdit, Variant
 from circuitcheck.run.edges import EdgeAblation, EdgeLayout, check_full_circuit, run_circuits
 from circuitcheck.run.engine import EngineInputs, Replacements, clean_run, run_naive
-from circuitcheck.spec.circuits import Edge, parse_edge
+from circuitcheck.spec.circuits import Edge, order, parse_edge
+from circuitcheck.spec.components import Head, Logits
 from circuitcheck.zoo.build import build_bridge
 from tests.conftest import TINY_CONFIG
 from tests.edge_reference import RESAMPLE_SEED, naive_ablated, naive_circuit
@@ -82,6 +83,60 @@ def test_engine_equals_naive_on_random_graphs(model_and_tokens, method):
             assert diff <= 1e-5, f"{name}, {method}, {len(edges)} edges, max_rows {max_rows}: {diff:.2e}"
 
 
+def _late_circuits(layout: EdgeLayout, seed: int) -> list[list[Edge]]:
+    """Circuits that change only late receivers, so their passes resume: the full graph less one edge
+    (spread over every receiver), and less a random half of the edges into the last layer and logits."""
+    gen = torch.Generator().manual_seed(seed)
+    every = layout.all_edges()
+    step = max(1, len(every) // 24)
+    out = [[e for e in every if e != every[i]] for i in range(0, len(every), step)]
+    last = layout.shape.n_layers - 1
+    late = [e for e in every if isinstance(e.receiver, Logits) or order(e.receiver) >= order(Head(last, 0))]
+    for _ in range(3):
+        cut = {e for e in late if float(torch.rand((), generator=gen)) < 0.5}
+        out.append([e for e in every if e not in cut])
+    return out
+
+
+@pytest.mark.parametrize("method", ["mean", "corrupted"])
+def test_resumed_passes_equal_naive(model_and_tokens, method):
+    name, model, tokens, corrupted = model_and_tokens
+    layout = EdgeLayout(ModelShape.of(model))
+    circuits = _late_circuits(layout, seed=len(name))
+    ablated = naive_ablated(model, tokens, method, corrupted)
+    wanted = [naive_circuit(model, tokens, {str(e) for e in edges}, ablated) for edges in circuits]
+    for max_rows in (4096, 6):
+        got = run_circuits(model, tokens, circuits, _ablation(method, corrupted), max_rows=max_rows)
+        for edges, logits, want in zip(circuits, got, wanted, strict=True):
+            diff = float((logits - want).abs().max())
+            MAX_DIFF[name] = max(MAX_DIFF.get(name, 0.0), diff)
+            assert diff <= 1e-5, f"{name}, {method}, {len(edges)} edges, max_rows {max_rows}: {diff:.2e}"
+
+
+def test_a_pass_starts_at_the_first_receiver_its_circuits_change(tiny_model, monkeypatch):
+    """Minimality variants start at their cut edge's receiver: an edge into logits runs only the final
+    norm and unembedding; into layer 1 (its heads or its MLP: one pass), blocks 1.. from the cached
+    residual stream; into layer 0 and the full circuit (the self-check), from the tokens."""
+    from circuitcheck.run import edges as edges_module
+
+    layout = EdgeLayout(ModelShape.of(tiny_model))
+    every = layout.all_edges()
+    cuts = [parse_edge(e) for e in ("0.0 -> 1.2.k", "1.1 -> logits", "0.2 -> mlp1", "embed -> 0.1.v", "mlp0 -> mlp1")]
+    circuits = [[e for e in every if e != cut] for cut in cuts] + [every]
+    points = edges_module.first_changed_point(layout, layout.keep(circuits))
+    assert [layout.points[p].kind + str(layout.points[p].layer) for p in points] == [
+        "heads1", "logits2", "mlp1", "heads0", "mlp1", "heads0"]
+    starts: list[int] = []
+    real = edges_module.forward_from
+    monkeypatch.setattr(edges_module, "forward_from", lambda m, layer, x: starts.append(layer) or real(m, layer, x))
+    calls: list[int] = []
+    real_forward = type(tiny_model).forward
+    monkeypatch.setattr(type(tiny_model), "forward",
+                        lambda self, *a, **k: calls.append(1) or real_forward(self, *a, **k))
+    run_circuits(tiny_model, torch.zeros(2, 4, dtype=torch.long), circuits, EdgeAblation("mean"))
+    assert sorted(starts) == [1, 2] and len(calls) == 2  # the clean run, and layer 0's pass from the tokens
+
+
 def test_random_circuits_change_the_output(model_and_tokens):
     """The comparison above could pass on a no-op engine if circuits did nothing; they do something."""
     _, model, tokens, corrupted = model_and_tokens
@@ -144,13 +199,13 @@ def test_one_edge_matters_only_through_its_receiver(tiny_model):
 def test_hooks_that_do_not_fire_are_an_error(tiny_model, monkeypatch):
     from circuitcheck.run import edges as edges_module
 
-    real = edges_module._edge_hooks
+    real = edges_module.edge_hooks
 
     def with_a_dead_hook(*args):
         return real(*args) | {"blocks.0.hook_resid_post": lambda act: None}
 
     tokens = torch.zeros(2, 4, dtype=torch.long)
-    monkeypatch.setattr(edges_module, "_edge_hooks", with_a_dead_hook)
+    monkeypatch.setattr(edges_module, "edge_hooks", with_a_dead_hook)
     monkeypatch.setattr(edges_module, "counted_hooks", _counting_but_skipping("blocks.0.hook_resid_post"))
     with pytest.raises(SelfCheckError, match="never fired"):
         run_circuits(tiny_model, tokens, [[]], EdgeAblation("zero"))
@@ -171,7 +226,8 @@ def test_full_circuit_self_check_fails_loudly_when_broken(tiny_model, monkeypatc
 
     real = edges_module._bias_before
     # a shift that varies over d_model (a constant one is invisible through the LayerNorms)
-    monkeypatch.setattr(edges_module, "_bias_before", lambda model, r: real(model, r) + torch.linspace(0, 0.1, 16))
+    monkeypatch.setattr(edges_module, "_bias_before",
+                        lambda model, layout, point: real(model, layout, point) + torch.linspace(0, 0.1, 16))
     with pytest.raises(SelfCheckError, match="does not reproduce the model"):
         check_full_circuit(tiny_model, torch.zeros(2, 4, dtype=torch.long), EdgeAblation("zero"))
 

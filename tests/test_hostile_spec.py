@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from circuitcheck.claims.ablation import RandomBaseline
-from circuitcheck.claims.activation_patching import Corruption
+from circuitcheck.claims.corruption import RefillSlots, ResampleTokens
 from circuitcheck.errors import MAX_SHOWN_ERRORS, SpecError, SpecErrors
 from circuitcheck.spec import yaml_source
 from circuitcheck.spec.base import Strict
@@ -351,9 +351,12 @@ def test_every_probability_field_lies_in_the_unit_interval():
     assert seen == PROBABILITIES
 
 
-@pytest.mark.parametrize("model", [RandomBaseline, Corruption])
+@pytest.mark.parametrize("model", [RandomBaseline, ResampleTokens, RefillSlots])
 def test_seeds_fit_torch_generators(model):
-    fields = {"n": 10} if model is RandomBaseline else {"scheme": "resample_tokens", "positions": "Y"}
+    fields = {
+        RandomBaseline: {"n": 10}, ResampleTokens: {"scheme": "resample_tokens", "positions": "Y"},
+        RefillSlots: {"scheme": "refill", "slots": ["A"]},
+    }[model]
     assert model.model_validate(fields | {"seed": 2**63 - 1}).seed == 2**63 - 1
     for bad in (2**63, -1):
         with pytest.raises(ValidationError):

@@ -22,7 +22,7 @@ from circuitcheck.zoo.load import reinitialised
 HEAD = """
 version: 1
 model: trigram
-dataset: {kind: trigram, n_seqs: 40, seed: 1, density: 0.05}
+dataset: {kind: trigram, n_seqs: 80, seed: 1, density: 0.05}
 positions:
   Y: {role: Y}
 statistics: {bootstrap: 200}

@@ -25,7 +25,7 @@ from circuitcheck.spec.base import Seed, Strict, rule_error
 from circuitcheck.spec.components import ComponentRef
 from circuitcheck.spec.references import MetricName, Selection
 from circuitcheck.spec.warnings import random_pool_warning
-from circuitcheck.stats import SequenceStats, Totals, safe_ratio
+from circuitcheck.stats import Fraction, SequenceStats, Totals, safe_ratio
 
 if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
     import torch
@@ -39,6 +39,13 @@ class RandomBaseline(Strict):
     alpha: float | None = Field(
         default=None, gt=0.0, lt=1.0, description="If set, the claim also needs a Holm-adjusted p-value below alpha"
     )
+
+
+RETAINED = Fraction(lambda s: (s["circuit"] - s["empty"], s["full"] - s["empty"], s["n"]))
+"""Sufficiency as a fraction of the effect of ablating everything, over scored positions (for its interval)."""
+LOST = Fraction(lambda s: (s["full"] - s["ablated"], s["full"] * s["full"].sum().sign(), s["n"]))
+"""A relative drop of a higher-is-better metric as the fraction of |M_full| lost, over scored positions. Not for
+a lower-is-better one: a loss can rise to many times its clean value, so the relative drop has no upper bound."""
 
 
 @claim_kind
@@ -73,7 +80,10 @@ mode: sufficiency
     resamples = (
         "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
         "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
-        "draw. With random_baseline: n random circuits of as many components give p = (1 + #{random estimate >= "
+        "draw. Sufficiency, and the relative drop of a higher-is-better metric, are fractions of an effect, so "
+        "their interval also holds Wilson's score interval for the fraction over the scored positions "
+        "(design-effect adjusted for positions that cluster by sequence). "
+        "With random_baseline: n random circuits of as many components give p = (1 + #{random estimate >= "
         "observed}) / (1 + n), Holm-adjusted with the file's other p-values."
     )
     traps = (
@@ -123,6 +133,12 @@ mode: sufficiency
             return drop if self.effect == "absolute_drop" else safe_ratio(drop, full.abs())
 
         return statistic
+
+    def _fraction(self, sign: float) -> Fraction | None:
+        """What makes the estimate a bounded fraction, for its interval (:class:`circuitcheck.stats.Fraction`)."""
+        if self.mode == "sufficiency":
+            return RETAINED
+        return LOST if self.effect == "relative_drop" and sign > 0 else None
 
     def _random_variants(self, ctx: CompileContext, sites: list, edits: Callable[[list], tuple]) -> dict[str, Variant]:
         if self.random_baseline is None:
@@ -208,7 +224,7 @@ mode: sufficiency
             for role in variants:
                 if role not in randoms:
                     per_seq[role] = sums(role)
-            stats = SequenceStats(per_seq, self._statistic(sign))
+            stats = SequenceStats(per_seq, self._statistic(sign), self._fraction(sign))
             t = {k: float(v) for k, v in stats.totals().items()}
             means = {f"metric_{k}": t[k] / t["n"] for k in per_seq if k != "n"}
             estimate = stats.estimate()

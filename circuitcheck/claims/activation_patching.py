@@ -11,38 +11,29 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from pydantic import Field
 
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind, sequence_sums
+from circuitcheck.claims.corruption import Corruption, corrupt_tokens
 from circuitcheck.plan.components import resolve_components
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, HookEdit, Measurement, Variant, reads
 from circuitcheck.plan.positions import ALL
-from circuitcheck.spec.base import Seed, Strict
 from circuitcheck.spec.components import ComponentRef
 from circuitcheck.spec.references import MetricName, Selection
-from circuitcheck.stats import SequenceStats, Totals, safe_ratio
+from circuitcheck.stats import Fraction, SequenceStats, Totals, safe_ratio
 
 if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
     import torch
 
 
-class Corruption(Strict):
-    """``resample_tokens``: each token at ``positions`` becomes a different uniform random token."""
-
-    scheme: Literal["resample_tokens"]
-    positions: Selection
-    seed: Seed
-
-
-def corrupt_tokens(tokens: torch.Tensor, mask: torch.Tensor, d_vocab: int, seed: int) -> torch.Tensor:
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    # Adding 1..d_vocab-1 modulo d_vocab always lands on a different token.
-    shift = torch.randint(1, d_vocab, tokens.shape, generator=gen)
-    return torch.where(mask, (tokens + shift) % d_vocab, tokens)
+__all__ = ["ActivationPatchingClaim", "Corruption", "corrupt_tokens", "fraction_recovered"]
 
 
 def fraction_recovered(t: Totals) -> torch.Tensor:
     clean, corrupted, patched = (t[k] / t["n"] for k in ("clean", "corrupted", "patched"))
     return safe_ratio(patched - corrupted, clean - corrupted)
+
+
+RECOVERED = Fraction(lambda s: (s["patched"] - s["corrupted"], s["clean"] - s["corrupted"], s["n"]))
+"""The fraction recovered, as a fraction of the corruption's effect over scored positions (for its interval):
+value patching can recover everything in a few sequences and nothing in the rest."""
 
 
 @claim_kind
@@ -53,7 +44,8 @@ class ActivationPatchingClaim(ClaimSpec):
     formula = """\
 M_run = (sum of the metric over the scored positions of run) / (number of scored positions)
   (scored against the CLEAN next tokens)
-  clean: the clean run; corrupted: the tokens at corruption.positions replaced (seeded) by other tokens;
+  clean: the clean run; corrupted: the corruption's input (resample_tokens: the tokens at corruption.positions
+    replaced, seeded, by other tokens; refill: a prompts dataset's slots refilled with fresh words);
   patched: the corrupted run with the clean activations of `patch` written back at `patch_at`
 estimate = (M_patched - M_corrupted) / (M_clean - M_corrupted)   (fraction recovered; 1: all of it)
 """
@@ -71,7 +63,10 @@ estimate = (M_patched - M_corrupted) / (M_clean - M_corrupted)   (fraction recov
     resamples = (
         "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
         "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
-        "draw."
+        "draw. The estimate is a fraction of the corruption's effect, so the interval also holds Wilson's score "
+        "interval for it over the scored positions (design-effect adjusted for positions that cluster by "
+        "sequence): when a few sequences recover everything and the rest nothing, a small sample often draws none "
+        "of them, and the bootstrap alone collapses near 0."
     )
     traps = (
         "Undefined (null, fails) when the corruption does not change the metric (M_clean = M_corrupted).",
@@ -92,9 +87,8 @@ estimate = (M_patched - M_corrupted) / (M_clean - M_corrupted)   (fraction recov
         metric = ctx.metric(self.metric)
         mask = ctx.scored(self.positions)
         at = ctx.selection(self.patch_at, "patch_at")
-        where = ctx.masks[ctx.selection(self.corruption.positions, "corruption")]
         key = f"{self.id}:corrupted"
-        ctx.inputs[key] = corrupt_tokens(ctx.batch.tokens, where, int(ctx.model.cfg.d_vocab), self.corruption.seed)
+        ctx.inputs[key] = self.corruption.tokens(ctx, "corruption")
         sites = resolve_components(ctx.model, self.patch, ctx.path + ("patch",))
         variants = {
             "corrupted": Variant(input=key),
@@ -104,11 +98,11 @@ estimate = (M_patched - M_corrupted) / (M_clean - M_corrupted)   (fraction recov
         def score(out: ClaimOutputs) -> Measurement:
             per_seq = {"n": mask.sum(1).double(), "clean": sequence_sums(out, None, metric, mask)}
             per_seq |= {role: sequence_sums(out, role, metric, mask) for role in variants}
-            stats = SequenceStats(per_seq, fraction_recovered)
+            stats = SequenceStats(per_seq, fraction_recovered, RECOVERED)
             t = {k: float(v) / float(per_seq["n"].sum()) for k, v in stats.totals().items()}
             estimate = stats.estimate()
             found = (
-                f"corrupting '{self.corruption.positions}' moved {self.metric} from {t['clean']:.4f} to "
+                f"corrupting {self.corruption.where} moved {self.metric} from {t['clean']:.4f} to "
                 f"{t['corrupted']:.4f}; "
                 f"patching {', '.join(map(str, self.patch))} back gave {t['patched']:.4f}: {estimate:.3f} recovered"
             )
@@ -126,7 +120,7 @@ estimate = (M_patched - M_corrupted) / (M_clean - M_corrupted)   (fraction recov
             return Measurement(estimate, found, details, stats, per_example, n_examples=int(mask.sum()))
 
         lines = tuple(f"{role}: {v.describe()}" for role, v in variants.items()) + (
-            f"corruption: {self.corruption.scheme} at '{self.corruption.positions}' (seed {self.corruption.seed})",
+            f"corruption: {self.corruption.describe()}",
             f"score {self.metric} at '{self.positions}' ({int(mask.sum())} positions) against clean next tokens",
         )
         return ClaimPlan(

@@ -18,7 +18,7 @@ from circuitcheck.metrics import metrics
 from circuitcheck.plan.interventions import Capture, ClaimOutputs, ClaimPlan, Measurement, reads
 from circuitcheck.spec.base import Strict
 from circuitcheck.spec.references import Selection
-from circuitcheck.stats import SequenceStats, Totals, safe_ratio
+from circuitcheck.stats import Fraction, SequenceStats, Totals, safe_ratio
 
 if TYPE_CHECKING:  # torch is imported where a model is needed: `validate` loads this module without it
     import torch
@@ -101,6 +101,15 @@ SET_STATISTICS: dict[str, Callable[[Totals], torch.Tensor]] = {
     "recall": lambda t: safe_ratio(t["both"], t["right"]),
     "jaccard": lambda t: safe_ratio(t["both"], t["union"]),
 }
+SET_WHOLES = {"precision": "left", "recall": "right", "jaccard": "union"}
+"""Each statistic's denominator: the positions of ``both`` are a subset of it, so each is a proportion of events."""
+
+
+def set_fraction(metric: str) -> Fraction:
+    """The statistic as a fraction of events (``both`` out of its denominator's events), for its interval."""
+    whole = SET_WHOLES[metric]
+    return Fraction(lambda s: (s["both"], s[whole], s[whole]))
+
 
 
 @claim_kind
@@ -128,7 +137,10 @@ metric: jaccard    estimate = |L & R| / |L | R|
     resamples = (
         "Sequences: a percentile bootstrap (statistics.bootstrap resamples, seeded) draws sequences with replacement "
         "and recomputes the estimate from the drawn sequences' totals, every numerator and denominator from the same "
-        "draw. The four counts (|L|, |R|, |L & R|, |L | R|) of the drawn sequences are summed, then divided."
+        "draw. The four counts (|L|, |R|, |L & R|, |L | R|) of the drawn sequences are summed, then divided. "
+        "The estimate is a proportion of events, so the interval also holds Wilson's score interval for it over "
+        "the denominator's events (design-effect adjusted for events that cluster by sequence): with few events, "
+        "or all of them agreeing, the bootstrap alone collapses to a point."
     )
     traps = (
         "precision and recall swap when left and right swap: precision is over the LEFT set.",
@@ -170,7 +182,7 @@ metric: jaccard    estimate = |L & R| / |L | R|
                 "both": (left & right).sum(1).double(),
                 "union": (left | right).sum(1).double(),
             }
-            stats = SequenceStats(per_seq, SET_STATISTICS[self.metric])
+            stats = SequenceStats(per_seq, SET_STATISTICS[self.metric], set_fraction(self.metric))
             t = stats.totals()
             values = {name: float(fn(t)) for name, fn in SET_STATISTICS.items()}
             counts = {k: int(v) for k, v in t.items()}

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from circuitcheck.claims.activation_patching import Corruption, corrupt_tokens
 from circuitcheck.claims.base import ClaimSpec, CompileContext, claim_kind
+from circuitcheck.claims.corruption import Corruption
 from circuitcheck.plan.interventions import ClaimOutputs, ClaimPlan, Measurement, Variant, reads
 from circuitcheck.spec.references import MetricName, Selection
 from circuitcheck.stats import SequenceStats, Totals, per_sequence
@@ -31,6 +31,7 @@ class IndependenceClaim(ClaimSpec):
     # The kind's reference (`circuitcheck docs KIND`): exact estimate, interval, a worked example, traps.
     formula = """\
 resampled: the clean tokens with every token at resample.positions replaced (seeded) by a different random token
+  (or, with scheme refill, a prompts dataset's listed slots refilled with fresh words)
 estimate = (sum over scored positions of metric(resampled run; clean next token, clean logits))
            / (number of scored positions)
   top1_agreement: the fraction of positions whose top prediction is unchanged (higher is better)
@@ -66,9 +67,8 @@ estimate = (sum over scored positions of metric(resampled run; clean next token,
     def compile(self, ctx: CompileContext) -> ClaimPlan:
         metric = ctx.metric(self.metric)
         mask = ctx.scored(self.positions)
-        where = ctx.masks[ctx.selection(self.resample.positions, "resample")]
         key = f"{self.id}:resampled"
-        ctx.inputs[key] = corrupt_tokens(ctx.batch.tokens, where, int(ctx.model.cfg.d_vocab), self.resample.seed)
+        ctx.inputs[key] = self.resample.tokens(ctx, "resample")
         variants = {"resampled": Variant(input=key)}
 
         def score(out: ClaimOutputs) -> Measurement:
@@ -76,7 +76,7 @@ estimate = (sum over scored positions of metric(resampled run; clean next token,
             stats = SequenceStats({"n": mask.sum(1).double(), "resampled": per_sequence(scores, mask)}, _mean)
             estimate = stats.estimate()
             found = (
-                f"resampling the tokens at '{self.resample.positions}' (seed {self.resample.seed}) gave "
+                f"{self.resample.action} gave "
                 f"{self.metric} {estimate:.4f} against the clean run at '{self.positions}' ({int(mask.sum())} "
                 "positions)"
             )
@@ -85,7 +85,7 @@ estimate = (sum over scored positions of metric(resampled run; clean next token,
 
         lines = (
             f"resampled: {variants['resampled'].describe()}",
-            f"resample tokens at '{self.resample.positions}' (seed {self.resample.seed}); score {self.metric} "
+            f"{self.resample.describe()}; score {self.metric} "
             f"against the clean run at '{self.positions}' ({int(mask.sum())} positions)",
         )
         return ClaimPlan(

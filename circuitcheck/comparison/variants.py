@@ -12,16 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from circuitcheck.errors import CircuitcheckError, DataError, SpecError, SpecErrors
-from circuitcheck.plan.compile import compile_file
+from circuitcheck.errors import CircuitcheckError
+from circuitcheck.jobs.executors import Executor, LocalExecutor
+from circuitcheck.jobs.job import Job, RunOptions
 from circuitcheck.report.circuit_svg import CircuitDrawing
 from circuitcheck.report.figures import Figures
 from circuitcheck.report.progress import Tracker
-from circuitcheck.report.report import Report, controls_of, run_plan
+from circuitcheck.report.report import Report
 from circuitcheck.run.engine import DEFAULT_MAX_ROWS
 from circuitcheck.run.execute import FileResult
 from circuitcheck.spec.hypothesis import load_hypothesis, report_stem
 from circuitcheck.zoo.load import FILE_FOLDER, checkpoint_of, load_zoo_card, resolve_model_dir, sha256_file
+from circuitcheck.zoo.options import LoadOptions, current_options
 
 NEED_TWO = "compare needs at least two models: give --model twice or more, or list them under 'variants:' in the file"
 
@@ -48,6 +50,9 @@ class Comparison:
     path: Path
     spec: Any
     variants: tuple[VariantRun, ...]
+    failed: dict[str, str] = field(default_factory=dict)
+    """Variants whose job failed (model -> the error, naming the file and model): shown as not applicable, and
+    ``compare`` exits 2."""
 
     @property
     def name(self) -> str:
@@ -89,29 +94,28 @@ def same_checkpoints(chosen: Sequence[str], folders: Sequence[Path]) -> None:
 def compare_file(
     path: Path, models: Sequence[str] = (), max_rows: int = DEFAULT_MAX_ROWS, argv: list[str] | None = None,
     tracker: Tracker | None = None, resume: bool = True, models_base: Path | None = None, controls: bool = False,
+    executor: Executor | None = None, load: LoadOptions | None = None,
 ) -> Comparison:
     """Run ``path`` on each model. Relative paths among ``models`` resolve against ``models_base``
     (a command line passes the current directory), else the file's folder, like ``variants:``. The null-model
-    control (``controls``, or the file's ``controls:``) runs on each variant's own re-initialised copies."""
+    control (``controls``, or the file's ``controls:``) runs on each variant's own re-initialised copies.
+    Each (file, model) pair is a job handed to ``executor`` (default: one after another in this process), its
+    model loaded with ``load`` (default: the current :func:`~circuitcheck.zoo.options.loading` block's)."""
     spec, _ = load_hypothesis(path)
     chosen = variant_models(spec, models)
     here = path.resolve().parent
     base, base_is = (models_base, None) if models and models_base is not None else (here, FILE_FOLDER)
     folders = [resolve_model_dir(m, base, base_is) for m in chosen]  # a misspelt model fails before anything runs
     same_checkpoints(chosen, folders)
-    steps = tracker or Tracker(0, enabled=False)
-    runs = []
-    for model, folder in zip(chosen, folders, strict=True):
-        with steps.step(f"{model}: loading and compiling"):
-            try:
-                plan = compile_file(path, str(folder.resolve()), skip_inapplicable=True)
-            except (SpecError, SpecErrors, DataError) as err:
-                reason = str(err).splitlines()[0]
-                runs.append(VariantRun(model, None, {c.id: reason for c in spec.claims}))
-                steps.advance()  # its run step
-                continue
-        with steps.step(f"{model}: running {len(plan.claims)} claims"):
-            report = run_plan(plan, max_rows=max_rows, resume=resume, progress=steps.note, argv=argv,
-                              null_model=controls_of(plan, controls))
-        runs.append(VariantRun(model, report, dict(plan.not_applicable)))
-    return Comparison(path, spec, tuple(runs))
+    options = RunOptions(max_rows, resume, None, controls)
+    jobs = [Job(path, str(folder.resolve()), options, argv, variant=True, load=load or current_options(), name=model)
+            for model, folder in zip(chosen, folders, strict=True)]
+    runs: list[VariantRun] = []
+    failed: dict[str, str] = {}
+    for model, ran in zip(chosen, (executor or LocalExecutor()).run(jobs, tracker), strict=True):
+        if ran.error is not None:
+            failed[model] = ran.error
+            runs.append(VariantRun(model, None, {c.id: f"failed: {ran.error}" for c in spec.claims}))
+        else:
+            runs.append(VariantRun(model, ran.report, ran.not_applicable))
+    return Comparison(path, spec, tuple(runs), failed)

@@ -6,8 +6,9 @@ import it when ``circuitcheck validate`` loads them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import torch
@@ -17,6 +18,21 @@ ROLE_NAMES: tuple[str, ...] = ("none", "X", "Y", "Z")
 
 NO_TARGET = -1
 """Marks positions with no next token (the last position of a sequence)."""
+
+
+class Refill(Protocol):
+    """How a dataset of filled templates rebuilds its tokens with some slot occurrences refilled with fresh
+    words (the ``refill`` corruption); :mod:`circuitcheck.data.prompts` provides one."""
+
+    @property
+    def occurrences(self) -> tuple[str, ...]:
+        """The roles that can be refilled: one per slot occurrence (``A``, ``B``, ``B2``)."""
+
+    def problem(self, occurrences: Sequence[str]) -> str | None:
+        """Why ``occurrences`` cannot be refilled (too few words left in a list), or None."""
+
+    def __call__(self, occurrences: Sequence[str], seed: int) -> torch.Tensor:
+        """Tokens ``[batch, seq]``: the same prompts with ``occurrences`` refilled, drawn from ``seed``."""
 
 
 @dataclass(frozen=True)
@@ -38,14 +54,19 @@ class TokenBatch:
     token_names: tuple[str, ...] | None = None
     tables: dict[str, torch.Tensor] = field(default_factory=dict)
     """Exact reference tables ``[d_vocab, n_labels]`` the generator knows, e.g. P(label | token at position 0)."""
+    counterfactual: torch.Tensor | None = None
+    """``[batch, seq]``: the token ``logit_diff`` subtracts where the dataset names one (the wrong answer of a
+    prompt, at its last position), :data:`NO_TARGET` elsewhere; None for datasets that name none."""
+    refill: Refill | None = None
+    """Rebuilds the tokens with slot occurrences refilled (``prompts`` datasets); None elsewhere."""
 
     def __post_init__(self) -> None:
         shape = self.tokens.shape
         if self.tokens.dim() != 2:
             raise ValueError(f"tokens must be [batch, seq], got shape {tuple(shape)}")
-        for name in ("next_token", "roles"):
+        for name in ("next_token", "roles", "counterfactual"):
             other = getattr(self, name)
-            if other.shape != shape:
+            if other is not None and other.shape != shape:
                 raise ValueError(
                     f"{name} has shape {tuple(other.shape)} but tokens have {tuple(shape)}"
                 )

@@ -21,7 +21,7 @@ CARD_FIX = "regenerate the model card with the script that made the model (model
 
 @dataclass(frozen=True)
 class DataContext:
-    """What a dataset may read: the model card and the hypothesis file's folder."""
+    """What a dataset may read: the model card, the hypothesis file's folder and the model's tokenizer."""
 
     model_card: dict[str, Any]
     base_dir: Path
@@ -29,6 +29,10 @@ class DataContext:
     n_ctx: int
     base_is: str = "the hypothesis file's folder"
     """How errors name ``base_dir``, the folder a dataset's relative paths resolve against."""
+    tokenizer: Any = None
+    """The model's ``transformers`` tokenizer (a ``PreTrainedTokenizerBase``), or None: text datasets need it."""
+    model_name: str = ""
+    """How errors name the model (its zoo name or folder)."""
 
 
 class DatasetSpec(DatasetFields):

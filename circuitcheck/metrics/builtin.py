@@ -31,12 +31,25 @@ def logprob(logits: torch.Tensor, targets: torch.Tensor, clean: torch.Tensor) ->
     return logits.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
 
 
-@metric("logit_diff", higher_is_better=True, reads_clean=False)
-def logit_diff(logits: torch.Tensor, targets: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """Correct-token logit minus the largest other logit."""
+@metric("logit_diff", higher_is_better=True, reads_clean=False, reads_counterfactual=True)
+def logit_diff(
+    logits: torch.Tensor, targets: torch.Tensor, clean: torch.Tensor, counterfactual: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Correct-token logit minus the counterfactual's where the dataset names one, else minus the largest other.
+
+    A ``prompts`` dataset with ``counterfactual: "{B}"`` names one at its last position (``end``):
+    there the score is logit(answer) - logit(counterfactual), IOI's logit difference. At every other
+    position, and for datasets without a counterfactual, it is the correct token's margin over the
+    best other token (positive exactly where the correct token is the top prediction).
+    """
     correct = logits.gather(-1, targets[:, None]).squeeze(-1)
     others = logits.scatter(-1, targets[:, None], float("-inf"))
-    return correct - others.max(-1).values
+    margin = correct - others.max(-1).values
+    if counterfactual is None:
+        return margin
+    named = counterfactual >= 0  # NO_TARGET (-1) where the dataset names no counterfactual
+    wrong = logits.gather(-1, counterfactual.clamp(min=0)[:, None]).squeeze(-1)
+    return margin.where(~named, correct - wrong)
 
 
 @metric("loss", higher_is_better=False, reads_clean=False)

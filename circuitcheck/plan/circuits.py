@@ -20,6 +20,7 @@ from typing import Any, cast
 import networkx as nx
 
 from circuitcheck.errors import PlanError
+from circuitcheck.plan.components import has_pos_embed
 from circuitcheck.spec.circuits import (
     NOT_TO_LOGITS_FIX,
     AllExcept,
@@ -49,8 +50,17 @@ class ModelShape(ModelFacts):
     def of(cls, model: Any) -> ModelShape:
         cfg = model.cfg
         return cls(
-            int(cfg.n_layers), int(cfg.n_heads), not bool(cfg.attn_only), "hook_pos_embed" in model.hook_dict
+            int(cfg.n_layers), int(cfg.n_heads), not bool(cfg.attn_only), has_pos_embed(model),
+            bool(getattr(cfg, "parallel_attn_mlp", False)),
         )
+
+    def reads(self, sender: Sender, receiver: EdgeReceiver) -> bool:
+        """Whether this model's ``receiver`` reads ``sender``: :func:`reads_from`, less the same-layer
+        head -> MLP edges of parallel blocks (``parallel_attn_mlp``: GPT-NeoX/Pythia, GPT-J), whose
+        ``mlpL`` reads ``ln2(resid_pre)``, the block's input, not the heads' output."""
+        if self.parallel_attn_mlp and isinstance(sender, Head) and isinstance(receiver, Mlp):
+            return sender.layer < receiver.layer
+        return reads_from(sender, receiver)
 
     def senders(self) -> list[Sender]:
         """Every sender, in forward order: every component (embeddings, heads, MLPs)."""
@@ -67,7 +77,7 @@ class ModelShape(ModelFacts):
     def all_edges(self) -> list[Edge]:
         """Every edge of the full model, ordered by receiver then sender."""
         senders = self.senders()
-        return [Edge(s, r) for r in self.receivers() for s in senders if reads_from(s, r)]
+        return [Edge(s, r) for r in self.receivers() for s in senders if self.reads(s, r)]
 
     def problem(self, node: Sender | EdgeReceiver | Node) -> tuple[str, str] | None:
         """(message, fix) when the model lacks ``node``; None when it has it."""
@@ -131,7 +141,7 @@ def _listed(spec: CircuitSpec, base: Path, shape: ModelShape) -> list[tuple[Edge
     assert spec.nodes is not None, "a circuit has edges or nodes"
     where = {node: base + ("nodes", i) for i, node in enumerate(spec.nodes)}
     present = [n for n in spec.nodes if shape.problem(n) is None]
-    return [(e, where[e.sender]) for e in expand_nodes(present)]
+    return [(e, where[e.sender]) for e in expand_nodes(present) if shape.reads(e.sender, e.receiver)]
 
 
 def _node_errors(spec: CircuitSpec, base: Path, shape: ModelShape) -> list[PlanError]:
@@ -154,7 +164,20 @@ def _node_errors(spec: CircuitSpec, base: Path, shape: ModelShape) -> list[PlanE
         else:
             if isinstance(item, Edge) and not reads_from(item.sender, item.receiver):
                 errors.append(PlanError(path, *backward_edge_message(item)))
+            elif isinstance(item, Edge) and not shape.reads(item.sender, item.receiver):
+                errors.append(PlanError(path, *_parallel_edge_message(item)))
     return errors
+
+
+def _parallel_edge_message(edge: Edge) -> tuple[str, str]:
+    """(message, fix) for a same-layer head -> MLP edge where the blocks run attention and the MLP in parallel."""
+    layer = edge.receiver.layer if isinstance(edge.receiver, Mlp) else 0
+    return (
+        f"edge '{edge}' does not exist in this model: its blocks compute attention and the MLP in parallel "
+        f"(parallel_attn_mlp, as in GPT-NeoX/Pythia and GPT-J), so mlp{layer} reads the block's input, "
+        f"not the output of the heads of layer {layer}",
+        f"drop the edge: {edge.sender} is read by the heads and MLPs of later layers and by logits",
+    )
 
 
 def _warnings(graph: nx.DiGraph, located: dict[Any, Path], name: str) -> list[CircuitWarning]:

@@ -88,7 +88,9 @@ def compile_spec(
             raise SpecError(smap.locate(("model",)), "model", str(err)) from None
     cfg = loaded.model.cfg
     try:
-        batch = build_dataset(spec.dataset, DataContext(loaded.card, base, int(cfg.d_vocab), int(cfg.n_ctx)))
+        batch = build_dataset(spec.dataset, DataContext(loaded.card, base, int(cfg.d_vocab), int(cfg.n_ctx),
+                                                        tokenizer=getattr(loaded, "tokenizer", None),
+                                                        model_name=loaded.name))
     except PlanError as err:
         raise _pinned(err, smap) from None
     return compile_against(spec, smap, path, loaded, batch, base, skip_inapplicable, source_sha256)

@@ -31,13 +31,20 @@ def model_components(model: Any) -> list[Component]:
     """Every component a model has, in forward order (``str`` gives each one's name)."""
     cfg = model.cfg
     found: list[Component] = [Embed()]
-    if "hook_pos_embed" in model.hook_dict:
+    if has_pos_embed(model):
         found.append(PosEmbed())
     for layer in range(cfg.n_layers):
         found += [Head(layer, h) for h in range(cfg.n_heads)]
         if not cfg.attn_only:
             found.append(Mlp(layer))
     return found
+
+
+def has_pos_embed(model: Any) -> bool:
+    """Whether the model adds a learned positional embedding. Not ``"hook_pos_embed" in model.hook_dict``: a
+    rotary bridge (GPT-NeoX) lists that hook and never fires it; its config says ``rotary``."""
+    kind = getattr(model.cfg, "positional_embedding_type", "standard")
+    return kind in ("standard", "shortformer") and "hook_pos_embed" in model.hook_dict
 
 
 _HOOKS: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
@@ -53,7 +60,8 @@ def available_hooks(model: Any) -> tuple[str, ...]:
         import torch
 
         with torch.no_grad():
-            _, cache = model.run_with_cache(torch.zeros(1, 2, dtype=torch.long))
+            device = next(model.parameters()).device  # the model's, which need not be the CPU (--device)
+            _, cache = model.run_with_cache(torch.zeros(1, 2, dtype=torch.long, device=device))
         _HOOKS[model] = tuple(cache.keys())
     return _HOOKS[model]
 

@@ -170,7 +170,7 @@ def _ablation(claim: Any, ctx: CompileContext) -> VacuityError | None:
 
 def _patching(claim: Any, ctx: CompileContext) -> VacuityError | None:
     scored = ctx.scored(claim.positions)
-    corrupted = ctx.masks[ctx.selection(claim.corruption.positions, "corruption")]
+    corrupted = claim.corruption.changed(ctx, "corruption")  # a claims.corruption scheme: the positions it changes
     changed: dict[Node, torch.Tensor] = {("embed",): corrupted}
     reached = reach(ctx.model, _shape(ctx), changed, {}) & scored
     if not reached.any():
@@ -182,7 +182,7 @@ def _patching(claim: Any, ctx: CompileContext) -> VacuityError | None:
     return VacuityError(
         "patches-every-path", ctx.path + ("patch",),
         f"patching {', '.join(map(str, claim.patch))} at '{claim.patch_at}' restores every path from the corrupted "
-        f"tokens at '{claim.corruption.positions}' to the scored positions '{claim.positions}' (all "
+        f"tokens at {claim.corruption.where} to the scored positions '{claim.positions}' (all "
         f"{int(reached.sum())} positions the corruption reaches): the patched run is the clean run there, so the "
         "fraction recovered is 1 whatever the model does",
         "patch part of the path: e.g. only where the head looks (blocks.L.attn.hook_pattern) or only what it reads "

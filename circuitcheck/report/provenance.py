@@ -80,8 +80,10 @@ def provenance(plan: FilePlan, argv: list[str] | None = None) -> dict[str, Any]:
         "seeds": all_seeds(plan),
         "git_commit": commit,
         "git_dirty": bool(dirty) if dirty is not None else None,
-        "device": "cpu",
-        "dtype": str(plan.loaded.model.cfg.dtype).removeprefix("torch."),
+        "model_source": plan.loaded.source,
+        "device": plan.loaded.device,
+        "dtype": plan.loaded.dtype,
+        "bridge_check": plan.loaded.bridge_check,
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": shlex.join(command),
     }

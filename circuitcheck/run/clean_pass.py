@@ -24,7 +24,7 @@ import torch
 
 from circuitcheck.errors import MemoryBudgetError
 from circuitcheck.plan.interventions import Capture
-from circuitcheck.run.engine import assert_fired, counted_hooks
+from circuitcheck.run.engine import assert_fired, counted_hooks, host_logits, on_model
 from circuitcheck.run.heap import release_freed_memory
 
 DEFAULT_BUDGET_SHARE = 0.1
@@ -91,7 +91,7 @@ def clean_pass(
 
     for first in range(0, len(tokens), max_rows):
         with counted_hooks(model, {name: saver(name, first) for name in hooks}) as calls:
-            logits = model(tokens[first : first + max_rows]).detach()
+            logits = host_logits(model(on_model(model, tokens[first : first + max_rows])))
         assert_fired(calls, hooks, "clean run")
         on_chunk(first, logits)
         del logits

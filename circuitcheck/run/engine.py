@@ -70,6 +70,7 @@ from circuitcheck.run.resume import (
     starts_inside_blocks,
     z_hook,
 )
+from circuitcheck.zoo.options import self_check_scale
 
 __all__ = [
     "DEFAULT_MAX_ROWS",
@@ -124,6 +125,22 @@ def counted_hooks(model: Any, hooks: dict[str, Callable[..., Any]]) -> Iterator[
         yield calls
 
 
+def on_model(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """``tokens`` on the model's device (a no-op on the CPU)."""
+    return tokens.to(next(model.parameters()).device)
+
+
+def dtype_name(model: Any) -> str:
+    """The model's parameter dtype, as :data:`circuitcheck.zoo.options.DTYPES` names it."""
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
+
+
+def host_logits(logits: torch.Tensor) -> torch.Tensor:
+    """A forward pass's logits as the readouts take them: float32 on the CPU, whatever the model's dtype and
+    device (no copy for a float32 CPU model)."""
+    return logits.detach().to("cpu", torch.float32)
+
+
 def assert_fired(calls: dict[str, int], expected: list[str], context: str) -> None:
     silent = [name for name in expected if calls.get(name, 0) == 0]
     if silent:
@@ -154,7 +171,7 @@ def clean_run(
     for start in range(0, len(tokens), max_rows):
         chunk = tokens[start : start + max_rows]
         with counted_hooks(model, {name: saver(name) for name in capture}) as calls:
-            logits = model(chunk).detach()
+            logits = host_logits(model(on_model(model, chunk)))
         assert_fired(calls, sorted(capture), "clean run")
         if on_chunk is None:
             logits_parts.append(logits)
@@ -309,9 +326,10 @@ def check_inside_start(
     n = min(n, len(cache.acts[z_hook(last)]))
     with torch.no_grad():
         got = forward_inside_last_block(model, cache.acts[resume_hook(model, last)][:n], cache.acts[z_hook(last)][:n])
-    want = cache.logits(model)[:n] if logits_head is None else logits_head(name, n)
-    got = got[: len(want)]
-    if not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
+    want = host_logits(cache.logits(model)[:n] if logits_head is None else logits_head(name, n))
+    got = host_logits(got[: len(want)])
+    tol = 1e-4 * self_check_scale(dtype_name(model))
+    if not torch.allclose(got, want, atol=tol, rtol=tol):
         raise SelfCheckError(
             f"starting inside block {last} at its cached hook_z does not reproduce the logits of input '{name}' "
             f"(max difference {float((got - want).abs().max()):.2e}); this model's block differs from "
@@ -373,7 +391,7 @@ def _run_pass(
         }
         add_stashes(hooks, edits.reads, stash)
         with counted_hooks(model, hooks) as calls:
-            logits = _forward(model, point, variants, data, seqs, repl, block_positions).detach()
+            logits = host_logits(_forward(model, point, variants, data, seqs, repl, block_positions))
         assert_fired(calls, sorted(hooks), "intervention run")
         view = logits.view((n_blocks, len(seqs)) + logits.shape[1:])
         for block in range(n_blocks):
@@ -393,7 +411,7 @@ def _forward(
 ) -> torch.Tensor:
     """The stacked call's logits, from the tokens or from the cache at ``point``."""
     if point.kind is Start.TOKENS:
-        return model(torch.cat([data.inputs[v.input][seqs] for v in variants]))
+        return model(on_model(model, torch.cat([data.inputs[v.input][seqs] for v in variants])))
     acts = repl.inputs[point.input].acts
     resid = acts[resume_hook(model, point.layer)][seqs]
     if point.kind is Start.LAYER:
@@ -425,6 +443,6 @@ def run_naive(model: Any, variant: Variant, data: EngineInputs, repl: Replacemen
         hooks[name] = edit_one
     add_stashes(hooks, {e.reads for e in variant.edits if e.reads}, stash)
     with counted_hooks(model, hooks) as calls:
-        logits = model(data.inputs[variant.input]).detach()
+        logits = host_logits(model(on_model(model, data.inputs[variant.input])))
     assert_fired(calls, sorted(hooks), "naive run")
     return logits

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from circuitcheck.errors import SelfCheckError
+from circuitcheck.errors import CircuitcheckError, SelfCheckError
 from circuitcheck.plan.circuits import ModelShape
 from circuitcheck.plan.compile import FilePlan
 from circuitcheck.plan.components import HookSite, available_hooks, complement, model_components, resolve_components
@@ -30,8 +30,20 @@ from circuitcheck.run.engine import (
 )
 from circuitcheck.run.readouts import Readouts, Want, input_target
 from circuitcheck.run.resume import hooks_to_resume
+from circuitcheck.zoo.options import self_check_scale
 
 IDENTITY_ATOL = 1e-5
+EMPTY_CIRCUIT_ATOL = 1e-4
+"""The self-check tolerances in float32. In another dtype each is multiplied by
+:func:`circuitcheck.zoo.options.self_check_scale` (the ratio of the dtypes' rows in
+:data:`circuitcheck.zoo.options.LOGIT_TOLERANCE`):
+
+| dtype    | identity / no-op | empty circuit | full edge circuit (x the largest logit) |
+|----------|------------------|---------------|-----------------------------------------|
+| float32  | 1e-5             | 1e-4          | FULL_CIRCUIT_ATOL                       |
+| float16  | 1e-3             | 1e-2          | 100 x FULL_CIRCUIT_ATOL                 |
+| bfloat16 | 3e-3             | 3e-2          | 300 x FULL_CIRCUIT_ATOL                 |
+"""
 
 
 @dataclass(frozen=True)
@@ -160,13 +172,14 @@ def run_file(
     (default: :func:`circuitcheck.run.clean_pass.default_budget_bytes`; see
     :mod:`circuitcheck.run.clean_pass`)."""
     start = time.perf_counter()
+    _edges_need_float32(plan)
     max_rows = rows_per_call(plan, max_rows)
     runs = _build_runs(plan, max_rows)
     budget = default_budget_bytes() if memory_budget is None else memory_budget
     memory = plan_memory(plan.loaded.model, plan.batch.tokens, runs.captures.full, runs.resume_hooks, budget)
     sink = _readouts(plan, runs, max_rows)
     ran = _run_all(plan, runs, max_rows, resume and memory.resume, progress, sink)
-    checks = _self_checks(runs, sink)
+    checks = _bridge_check(plan) + _self_checks(runs, sink, self_check_scale(plan.loaded.dtype))
     checks += _run_edges(plan, max_rows, sink)
     _run_other_models(plan, max_rows, sink)
     _check_finite(sink, lambda k: _describe(runs, k), plan.loaded.model, plan.batch.tokens)
@@ -229,7 +242,8 @@ def _readouts(plan: FilePlan, runs: _Runs, max_rows: int) -> Readouts:
     rows = [m for claim in plan.claims for m in claim.clean_rows]
     full = any(claim.needs_clean_logits for claim in plan.claims)
     window = min(len(plan.batch.tokens), max_rows)
-    sink = Readouts(plan.batch.next_token, {k: list(v.values()) for k, v in wants.items()}, rows, window, full)
+    sink = Readouts(plan.batch.next_token, {k: list(v.values()) for k, v in wants.items()}, rows, window, full,
+                    counterfactual=plan.batch.counterfactual)
     for variant in (runs.identity, runs.noop):
         sink.compare_with_clean(runs.key(variant))
     sink.check_constant(runs.key(runs.empty))
@@ -368,8 +382,35 @@ def _run_on_window(
     run_variants(plan.loaded.model, runs.on_window, data, repl, max_rows, resume=False, sink=_Renamed(sink, names))
 
 
-def _self_checks(runs: _Runs, sink: Readouts) -> tuple[SelfCheck, ...]:
-    """The run's self-checks; raises ``SelfCheckError`` naming every one that failed."""
+def _edges_need_float32(plan: FilePlan) -> None:
+    """Edge-level circuits (:mod:`circuitcheck.run.edges`) compute their replacements in float32 and do not
+    cast them into a lower-precision model: refused before any pass rather than failing inside one."""
+    edge_claims = [c.claim_id for c in plan.claims if c.edge_runs]
+    if edge_claims and plan.loaded.dtype != "float32":
+        raise CircuitcheckError(
+            f"{plan.path}: claim(s) {', '.join(edge_claims)} run edge-level circuits, which run in float32 only; "
+            f"the model is loaded in {plan.loaded.dtype}\n  fix: run with --dtype float32 (the default), or leave "
+            "those claims out of a lower-precision run"
+        )
+
+
+def _bridge_check(plan: FilePlan) -> tuple[SelfCheck, ...]:
+    """An HF model's load-time probe against its own forward (:mod:`circuitcheck.zoo.bridge_check`), as a
+    self-check; a mismatch run anyway with ``--trust-bridge`` shows as failed, the run going on."""
+    probe = plan.loaded.bridge_check
+    if probe is None:
+        return ()
+    trusted = " (mismatch trusted with --trust-bridge)" if probe["trusted"] else ""
+    return (SelfCheck(
+        "bridge_matches_model", bool(probe["passed"]),
+        f"the TransformerLens bridge reproduces transformers' own forward on {probe['probe']} ({probe['dtype']}): "
+        f"max |diff| = {probe['max_abs_diff']:.2e} (tolerance {probe['tolerance']:.2g}){trusted}",
+    ),)
+
+
+def _self_checks(runs: _Runs, sink: Readouts, scale: float = 1.0) -> tuple[SelfCheck, ...]:
+    """The run's self-checks, their tolerances ``scale`` x the float32 ones (a lower-precision dtype); raises
+    ``SelfCheckError`` naming every one that failed."""
     window = f"over the first {sink.window} sequences"
     left = runs.left_when_keeping_all
     checks = (
@@ -378,11 +419,13 @@ def _self_checks(runs: _Runs, sink: Readouts) -> tuple[SelfCheck, ...]:
             "identity_patch",
             f"clean activations patched at every edited hook reproduce the clean logits {window}",
             sink.against_clean[runs.key(runs.identity)],
+            IDENTITY_ATOL * scale,
         ),
         _check(
             "batched_noop",
             f"an unedited variant stacked with the others reproduces the clean run {window}",
             sink.against_clean[runs.key(runs.noop)],
+            IDENTITY_ATOL * scale,
         ),
         SelfCheck("finite", sink.non_finite is None, "all logits finite"),
         SelfCheck(
@@ -395,7 +438,7 @@ def _self_checks(runs: _Runs, sink: Readouts) -> tuple[SelfCheck, ...]:
             "empty_circuit",
             "with every component mean-ablated the output is the same for every sequence",
             sink.constant[runs.key(runs.empty)],
-            atol=1e-4,
+            atol=EMPTY_CIRCUIT_ATOL * scale,
         ),
     )
     failed = [c for c in checks if not c.passed]
@@ -435,6 +478,7 @@ def _run_edges(plan: FilePlan, max_rows: int, sink: Readouts) -> tuple[SelfCheck
                 group.append(edge_run)
     checks = []
     scale = max(1.0, float(sink.input_head(CLEAN, sink.window).abs().max())) if by_ablation else 1.0
+    atol = FULL_CIRCUIT_ATOL * self_check_scale(plan.loaded.dtype)
     for (method, seed), group in by_ablation.items():
         ablation = EdgeAblation(method, seed)  # type: ignore[arg-type]
         full = ("edge-full", method, seed)
@@ -442,10 +486,10 @@ def _run_edges(plan: FilePlan, max_rows: int, sink: Readouts) -> tuple[SelfCheck
         run_circuits(model, tokens, [EdgeLayout(ModelShape.of(model)).all_edges()], ablation, max_rows=max_rows,
                      sink=sink, keys=[full])
         diff = sink.against_clean[full]
-        if diff > FULL_CIRCUIT_ATOL * scale:
+        if diff > atol * scale:
             raise SelfCheckError(
                 f"the full circuit does not reproduce the model ({method}-ablation): max |logit difference| "
-                f"{diff:.2e} > {FULL_CIRCUIT_ATOL * scale:.2g} ({FULL_CIRCUIT_ATOL:g} x the largest |logit|); "
+                f"{diff:.2e} > {atol * scale:.2g} ({atol:g} x the largest |logit|); "
                 "edge-level results on this model are invalid"
             )
         run_circuits(model, tokens, [r.edges for r in group], ablation, max_rows=max_rows, sink=sink,
@@ -454,7 +498,7 @@ def _run_edges(plan: FilePlan, max_rows: int, sink: Readouts) -> tuple[SelfCheck
         checks.append(SelfCheck(
             f"full_edge_circuit_{method}" + (f"_{seed}" if seed is not None else ""), True,
             f"the circuit of every edge, {shown}-ablating none, reproduces the model over the first {sink.window} "
-            f"sequences: max |diff| = {diff:.2e} (tolerance {FULL_CIRCUIT_ATOL:g} x the largest |logit|); "
+            f"sequences: max |diff| = {diff:.2e} (tolerance {atol:g} x the largest |logit|); "
             f"{len(group)} edge-level circuit run(s)",
         ))
     return tuple(checks)

@@ -106,9 +106,12 @@ class Readouts:
         clean_rows: list[torch.Tensor],
         window: int,
         keep_full_clean: bool = False,
+        counterfactual: torch.Tensor | None = None,
     ) -> None:
         self.base_from_cache = False
         self.next_token = next_token
+        self.counterfactual = counterfactual
+        """``[n_seqs, seq]`` wrong answers for metrics that read them (``logit_diff``), gathered like the targets."""
         self.wants = wants
         self.window = window
         self.clean = input_target(CLEAN)
@@ -158,7 +161,9 @@ class Readouts:
             sel = want.mask[first:last]
             a, b = self._mask_index(want.mask).span(first, last)
             targets = self.next_token[first:last][sel]
-            self._store(k, want, slice(a, b), want.metric(logits[sel], targets, self._clean_rows(want, slice(a, b))))
+            wrong = None if self.counterfactual is None else self.counterfactual[first:last][sel]
+            values = want.metric(logits[sel], targets, self._clean_rows(want, slice(a, b)), wrong)
+            self._store(k, want, slice(a, b), values)
 
     def position(self, k: Hashable, first: int, position: int, logits: torch.Tensor) -> None:
         last = first + len(logits)
@@ -167,7 +172,8 @@ class Readouts:
             sel = want.mask[first:last, position]
             slots = self._mask_index(want.mask).slots()[first:last, position][sel]
             targets = self.next_token[first:last, position][sel]
-            self._store(k, want, slots, want.metric(logits[sel], targets, self._clean_rows(want, slots)))
+            wrong = None if self.counterfactual is None else self.counterfactual[first:last, position][sel]
+            self._store(k, want, slots, want.metric(logits[sel], targets, self._clean_rows(want, slots), wrong))
 
     def like_input(self, k: Hashable, name: str) -> None:
         source = input_target(name)

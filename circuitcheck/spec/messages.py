@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from circuitcheck.metrics import metrics
 from circuitcheck.spec.base import RULE_ERROR
 from circuitcheck.spec.components import COMPONENT_FIX, RECEIVER_FIX, SYNTAX_ERROR, Head, HeadInput
-from circuitcheck.spec.references import CIRCUIT, CLAIM, METRIC, SELECTION, Reference
+from circuitcheck.spec.references import CIRCUIT, CLAIM, METRIC, SELECTION, Reference, tag_key
 from circuitcheck.spec.yaml_source import SourceMap
 
 Path_ = tuple[str | int, ...]
@@ -90,7 +90,8 @@ def _unwrap(annotation: Any, metadata: list[Any]) -> tuple[Any, list[Any]]:
 
 def _kind_tag(arm: Any) -> str | None:
     arm, _ = _unwrap(arm, [])
-    kind = arm.model_fields.get("kind") if isinstance(arm, type) and issubclass(arm, BaseModel) else None
+    key = tag_key(arm)
+    kind = arm.model_fields[key] if key is not None else None
     values = typing.get_args(kind.annotation) if kind is not None else ()
     return values[0] if len(values) == 1 and isinstance(values[0], str) else None
 
@@ -355,9 +356,15 @@ def explain(err: Any, path: Path_, model: type[BaseModel], smap: SourceMap, name
         tags = [t.strip(" '") for t in str(err["ctx"].get("expected_tags", "")).split(",")]
         got = err["ctx"].get("tag")
         guess = difflib.get_close_matches(str(got), tags, n=1)
-        return err["msg"], f"did you mean {guess[0]!r}?" if guess else "set 'kind' to one of the listed values"
+        tag = str(err["ctx"].get("discriminator", "kind")).strip("'")
+        return err["msg"], f"did you mean {guess[0]!r}?" if guess else f"set '{tag}' to one of the listed values"
     if kind == "union_tag_not_found":
-        return "missing required key 'kind'", "add 'kind: ...', one of the kinds `circuitcheck schema` lists"
+        tag = str(err["ctx"].get("discriminator", "kind")).strip("'")
+        if tag == "kind":
+            return "missing required key 'kind'", "add 'kind: ...', one of the kinds `circuitcheck schema` lists"
+        arms = typing.get_args(field[0]) if typing.get_origin(field[0]) in (typing.Union, types.UnionType) else ()
+        tags = [t for t in map(_kind_tag, arms) if t]
+        return f"missing required key {tag!r}", f"add '{tag}: ...', one of: {', '.join(tags) or 'see the schema'}"
     if kind == "literal_error":
         return err["msg"].replace("Input should be", "expected"), literal_fix(err, field[0])
     if kind in (SYNTAX_ERROR, RULE_ERROR):  # the message shows the value already

@@ -98,10 +98,20 @@ def references_in_data(model: type[BaseModel], data: Any, path: Path = ()) -> It
             yield from _walk_data(data[key], field.annotation, list(field.metadata), path + (key,))
 
 
+TAG_KEYS = ("kind", "scheme")
+"""The keys that tag a union's arms: a claim's or dataset's ``kind``, a corruption's ``scheme``."""
+
+
+def tag_key(arm: Any) -> str | None:
+    """Which of :data:`TAG_KEYS` a model arm of a tagged union has, if any."""
+    fields = arm.model_fields if isinstance(arm, type) and issubclass(arm, BaseModel) else {}
+    return next((k for k in TAG_KEYS if k in fields), None)
+
+
 def _kind_tag(arm: Any) -> str | None:
-    """The ``kind`` tag of a model arm of a tagged union (``kind: Literal["ablation"]``), if it has one."""
-    kind = arm.model_fields.get("kind") if isinstance(arm, type) and issubclass(arm, BaseModel) else None
-    values = typing.get_args(kind.annotation) if kind is not None else ()
+    """The tag of a model arm of a tagged union (``kind: Literal["ablation"]``, ``scheme: Literal["refill"]``)."""
+    key = tag_key(arm)
+    values = typing.get_args(arm.model_fields[key].annotation) if key is not None else ()
     return values[0] if len(values) == 1 and isinstance(values[0], str) else None
 
 
@@ -152,8 +162,8 @@ def _walk_data(
     elif origin in (typing.Union, types.UnionType):
         arms = [typing.get_args(a)[0] if typing.get_origin(a) is Annotated else a for a in args]
         tagged = [a for a in arms if _kind_tag(a) is not None]
-        if tagged and isinstance(value, dict):  # a tagged union: the data's kind picks the arm, or none
-            args = tuple(a for a in tagged if _kind_tag(a) == value.get("kind"))
+        if tagged and isinstance(value, dict):  # a tagged union: the data's kind (or scheme) picks the arm, or none
+            args = tuple(a for a in tagged if _kind_tag(a) == value.get(str(tag_key(a))))
         elif inline and _claimed_by_a_model_arm(value, args):
             return
         found = [list(_walk_data(value, arm, [], path, inline=inline)) for arm in args]

@@ -78,6 +78,8 @@ class ModelFacts:
     n_heads: int
     has_mlps: bool
     has_pos_embed: bool
+    parallel_attn_mlp: bool = False
+    """Attention and MLP read the same residual stream (GPT-NeoX/Pythia): an MLP does not read its layer's heads."""
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ModelFacts | None:
@@ -86,7 +88,21 @@ class ModelFacts:
         except (KeyError, TypeError, ValueError):
             return None
         has_pos = config.get("positional_embedding_type", "standard") in ("standard", "shortformer")
-        return cls(n_layers, n_heads, not bool(config.get("attn_only", False)), has_pos)
+        return cls(n_layers, n_heads, not bool(config.get("attn_only", False)), has_pos,
+                   bool(config.get("parallel_attn_mlp", False)))
+
+    @classmethod
+    def from_hf_config(cls, config: dict[str, Any]) -> ModelFacts | None:
+        """The facts of a Hugging Face ``config.json`` (GPT-2 and GPT-NeoX field names, and the common
+        ``num_hidden_layers``/``num_attention_heads``); None when it names neither layers nor heads."""
+        layers = next((config[k] for k in HF_LAYER_KEYS if k in config), None)
+        heads = next((config[k] for k in HF_HEAD_KEYS if k in config), None)
+        try:
+            n_layers, n_heads = int(layers), int(heads)  # type: ignore[arg-type]  # None is caught below
+        except (TypeError, ValueError):
+            return None
+        rotary = config.get("model_type") in HF_ROTARY_TYPES or "rotary_pct" in config or "rope_theta" in config
+        return cls(n_layers, n_heads, True, not rotary, bool(config.get("use_parallel_residual", False)))
 
     def components(self) -> list[Component]:
         """Every component in forward order, as ``circuitcheck.plan.components.model_components`` lists them."""
@@ -96,6 +112,12 @@ class ModelFacts:
             found += [Head(layer, h) for h in range(self.n_heads)]
             found += [Mlp(layer)] if self.has_mlps else []
         return found
+
+
+HF_LAYER_KEYS = ("n_layer", "num_hidden_layers", "num_layers")
+HF_HEAD_KEYS = ("n_head", "num_attention_heads", "num_heads")
+HF_ROTARY_TYPES = ("gpt_neox", "gptj", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi", "olmo")
+"""Hugging Face ``model_type``s with rotary position embeddings (no ``pos_embed`` component)."""
 
 
 def card_facts(model: str, base: Path) -> ModelFacts | None:
@@ -112,7 +134,19 @@ def card_facts(model: str, base: Path) -> ModelFacts | None:
             data = None
         if isinstance(data, dict) and isinstance(data.get("config"), dict):
             return ModelFacts.from_config(data["config"])
-    return None
+        hf_config = _hf_config(folder)  # a Hugging Face folder: config.json next to the weights, no card
+        if hf_config is not None:
+            return ModelFacts.from_hf_config(hf_config)
+    return None  # hf:<name> too: the cache is read when the file compiles, where the lint is repeated
+
+
+def _hf_config(folder: Path) -> dict[str, Any] | None:
+    path = folder if folder.name == "config.json" else folder / "config.json"
+    try:
+        data = json.loads(path.read_text()) if path.is_file() and path.stat().st_size < 1 << 22 else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _bounded_metric(claim: Any) -> Range | None:

@@ -17,6 +17,7 @@ import torch
 
 from circuitcheck.run.execute import ClaimResult
 from circuitcheck.spec.base import Statistics, Threshold
+from circuitcheck.stats import Interval, percentile_interval
 from circuitcheck.verdict.verdict import FloorCheck, Outcome, Verdict
 
 
@@ -27,12 +28,8 @@ def claim_seed(base: int, claim_id: str) -> int:
 
 
 def interval(draws: torch.Tensor, confidence: float) -> tuple[float, float]:
-    finite = draws[torch.isfinite(draws)]
-    if len(finite) < 0.9 * len(draws):
-        return math.nan, math.nan
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = torch.quantile(finite, torch.tensor([alpha, 1.0 - alpha], dtype=finite.dtype)).tolist()
-    return lo, hi
+    """The percentile interval of bootstrap ``draws`` (NaN when more than a tenth are undefined)."""
+    return percentile_interval(draws, confidence)
 
 
 def decide(estimate: float, lo: float, hi: float, threshold: Threshold) -> Outcome:
@@ -61,6 +58,14 @@ def _more_data_hint(estimate: float, lo: float, hi: float, threshold: Threshold,
     )
 
 
+def _few_units(bounds: Interval) -> str:
+    """Why the interval is wider than the bootstrap's: the estimate is a fraction of ``units`` units."""
+    return (
+        f" The interval is Wilson's bound for a fraction of {bounds.units:.0f} units (events or scored positions), "
+        "wider than the bootstrap's: resampling cannot show a kind of unit the sample happened to miss."
+    )
+
+
 def judge(spec_claim: Any, result: ClaimResult, stats: Statistics) -> Verdict:
     """One claim on its own: interval, threshold, floor, expectation. Holm's correction and the baseline,
     which need the whole file, follow in :func:`circuitcheck.verdict.stage.judge_file`."""
@@ -78,13 +83,16 @@ def against_threshold(spec_claim: Any, result: ClaimResult, stats: Statistics) -
     m = result.measurement
     estimate = m.estimate
     lo = hi = estimate
+    bounds = None
     if m.stats is not None:
-        draws = m.stats.bootstrap(stats.bootstrap, claim_seed(stats.seed, spec_claim.id))
-        lo, hi = interval(draws, stats.confidence)
+        bounds = m.stats.interval(stats.bootstrap, claim_seed(stats.seed, spec_claim.id), stats.confidence)
+        lo, hi = bounds.low, bounds.high
     outcome = decide(estimate, lo, hi, spec_claim.threshold)
     ci = f"[{int(stats.confidence * 100)}% CI {lo:.4g}, {hi:.4g}]"
     relation = {"pass": "meets", "fail": "misses", "inconclusive": "is inconclusive against"}[outcome]
     sentence = f"{m.found}. Estimate {estimate:.4g} {ci} {relation} the threshold {spec_claim.threshold}."
+    if bounds is not None and bounds.method == "wilson" and not math.isnan(estimate):
+        sentence += _few_units(bounds)
     if outcome == "inconclusive":
         n_seqs = len(next(iter(m.stats.per_seq.values()))) if m.stats is not None and m.stats.per_seq else None
         sentence += _more_data_hint(estimate, lo, hi, spec_claim.threshold, n_seqs)

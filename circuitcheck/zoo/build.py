@@ -88,3 +88,11 @@ def build_bridge(config: dict[str, Any]) -> Any:
         model_name=str(config.get("name", "native")),
         post_adapter_hook=post_adapter_hook,
     )
+
+
+def frozen(model: Any) -> Any:
+    """``model`` in inference mode (no dropout) with no gradients: how every loaded model is run. Returns it."""
+    model.train(False)  # not Python's eval: the name reads as a security hazard
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model

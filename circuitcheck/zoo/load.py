@@ -6,14 +6,17 @@ checkpoint. Only safetensors or ``torch.load(weights_only=True)`` are ever used.
 Relative paths resolve against a stated folder, and every error says which: a ``--model`` on
 the command line against the current directory, a ``model:`` in a hypothesis file against that
 file's folder, and a card's ``checkpoint`` against the card's own folder, which it must not leave.
+
+A folder with ``config.json`` and no ``card.json`` is a Hugging Face model, as is ``hf:<name>`` (from the local
+HF cache): :mod:`circuitcheck.zoo.hf`. Device, dtype and ``trust_bridge`` come from
+:func:`circuitcheck.zoo.options.loading`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,11 @@ import torch
 
 from circuitcheck.errors import ModelLoadError
 from circuitcheck.tensor_files import PLAIN_TENSORS_FIX, UnreadableTensors, read_tensors
-from circuitcheck.zoo.build import build_bridge
+from circuitcheck.zoo import hf
+from circuitcheck.zoo.bridge_check import bridge_check, mismatch_message
+from circuitcheck.zoo.build import build_bridge, frozen
+from circuitcheck.zoo.json_file import read_json_object
+from circuitcheck.zoo.options import LoadOptions, current_options
 
 CARD_NAME = "card.json"
 FORMATS = ("tl-native", "hooked-transformer")
@@ -59,9 +66,13 @@ def _anchor(base: Path | None, base_is: str | None) -> tuple[Path, str]:
 def resolve_model_dir(name_or_path: str, base: Path | None = None, base_is: str | None = None) -> Path:
     """A zoo name, or a directory/card path relative to ``base`` (default: the current directory).
 
-    ``base_is`` names ``base`` in errors ("the hypothesis file's folder").
+    ``base_is`` names ``base`` in errors ("the hypothesis file's folder"). A Hugging Face folder (or ``hf:<name>``,
+    from the local cache) resolves to its folder.
     """
     folder, label = _anchor(base, base_is)
+    hf_folder = _hf_folder(name_or_path, folder)
+    if hf_folder is not None:
+        return hf_folder
     is_name = "/" not in name_or_path and not name_or_path.startswith(".")
     candidates = [zoo_root() / name_or_path] if is_name else []
     raw = Path(name_or_path)
@@ -76,8 +87,18 @@ def resolve_model_dir(name_or_path: str, base: Path | None = None, base_is: str 
     where = "" if raw.is_absolute() else f" (resolved against {label} {folder})"
     raise ModelLoadError(
         f"no model {name_or_path!r}: {'not a zoo name, and ' if is_name else ''}{os.path.normpath(as_path)}{where} "
-        f"holds no {CARD_NAME}. Zoo models: {known}."
+        f"holds no {CARD_NAME} and no {hf.CONFIG_NAME}. Zoo models: {known}.\n"
+        f"  fix: give a zoo name, a folder with {CARD_NAME}, a Hugging Face save_pretrained folder "
+        f"({hf.CONFIG_NAME} + weights), or hf:<name> for a model in the local Hugging Face cache"
     )
+
+
+def _hf_folder(name_or_path: str, folder: Path) -> Path | None:
+    """The Hugging Face folder ``name_or_path`` names, if any; a zoo name keeps its meaning (a local folder of
+    the same name holding config.json does not shadow it)."""
+    if "/" not in name_or_path and (zoo_root() / name_or_path / CARD_NAME).is_file():
+        return None
+    return hf.resolve_hf(name_or_path, folder)
 
 
 def card_file(model_dir: Path, card: dict[str, Any], key: str) -> Path:
@@ -108,12 +129,7 @@ def card_file(model_dir: Path, card: dict[str, Any], key: str) -> Path:
 def load_zoo_card(name_or_path: str, base: Path | None = None, base_is: str | None = None) -> dict[str, Any]:
     model_dir = resolve_model_dir(name_or_path, base, base_is)
     path = model_dir / CARD_NAME
-    try:
-        card = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelLoadError(f"{path}: cannot read model card: {err}") from None
-    if not isinstance(card, dict):
-        raise ModelLoadError(f"{path}: a model card is a JSON object, got {type(card).__name__}")
+    card = read_json_object(path, "model card")
     expected = {"config": dict, "checkpoint": str, "format": str, "task": dict, "name": str}
     for key in ("config", "checkpoint"):
         if key not in card:
@@ -138,6 +154,14 @@ class LoadedModel:
     card: dict[str, Any]
     checkpoint: Path
     checkpoint_sha256: str
+    tokenizer: Any = None
+    """The model's tokenizer (an HF folder's ``AutoTokenizer``); None when it has none (zoo models)."""
+    device: str = "cpu"
+    dtype: str = "float32"
+    bridge_check: dict[str, Any] | None = None
+    """An HF model's probe against its own forward (:mod:`circuitcheck.zoo.bridge_check`); None for zoo models."""
+    source: str = "zoo"
+    """``zoo`` (a card folder) or ``hf`` (a Hugging Face folder)."""
 
 
 def sha256_file(path: Path) -> str:
@@ -152,9 +176,10 @@ def load_model(name_or_path: str, base: Path | None = None) -> Any:
     return load(name_or_path, base).model
 
 
-_LOADED: dict[tuple[str, str, str], LoadedModel] = {}
-"""Models loaded in this process, keyed by directory, card text and checkpoint hash: the files of a
-suite share one model, and a changed card or checkpoint is loaded afresh. Nothing writes to a loaded model."""
+_LOADED: dict[tuple[str, str, str, str, str], LoadedModel] = {}
+"""Models loaded in this process, keyed by directory, card (or HF config) text, checkpoint (or weight files')
+hash, device and dtype: the files of a suite share one model, and a changed card or checkpoint is loaded afresh.
+Nothing writes to a loaded model."""
 
 
 def checkpoint_of(model_dir: Path, card: dict[str, Any]) -> Path:
@@ -168,17 +193,61 @@ def checkpoint_of(model_dir: Path, card: dict[str, Any]) -> Path:
     return ckpt
 
 
-def load(name_or_path: str, base: Path | None = None, base_is: str | None = None) -> LoadedModel:
+def load(
+    name_or_path: str, base: Path | None = None, base_is: str | None = None, options: LoadOptions | None = None
+) -> LoadedModel:
+    """A zoo name or card folder, a Hugging Face folder, or ``hf:<name>``; loaded with ``options`` (default:
+    those of the enclosing :func:`circuitcheck.zoo.options.loading`, else CPU float32)."""
+    options = current_options() if options is None else options.checked()
+    hf_folder = _hf_folder(name_or_path, _anchor(base, base_is)[0])
+    if hf_folder is not None:
+        return _load_hf(name_or_path, hf_folder, options)
     model_dir = resolve_model_dir(name_or_path, base, base_is)
     card = load_zoo_card(str(model_dir))
     ckpt = checkpoint_of(model_dir, card)
     try:
-        key = (str(model_dir.resolve()), (model_dir / CARD_NAME).read_text(), sha256_file(ckpt))
+        key = (str(model_dir.resolve()), (model_dir / CARD_NAME).read_text(), sha256_file(ckpt),
+               options.device, options.dtype)
     except OSError as err:  # unreadable (permissions, a directory named like the file)
         raise ModelLoadError(f"{err.filename or ckpt}: cannot read: {err.strerror or err}") from None
     if key not in _LOADED:
-        _LOADED[key] = _build(model_dir, card, ckpt, key[2])
+        _LOADED[key] = _placed(_build(model_dir, card, ckpt, key[2]), options)
     return _LOADED[key]
+
+
+def _placed(loaded: LoadedModel, options: LoadOptions) -> LoadedModel:
+    """A zoo model moved to ``options``' device and dtype (built on the CPU in float32)."""
+    if (options.device, options.dtype) == ("cpu", "float32"):
+        return loaded
+    loaded.model.to(options.device, print_details=False)
+    loaded.model.to(getattr(torch, options.dtype), print_details=False)
+    return replace(loaded, device=options.device, dtype=options.dtype)
+
+
+def _load_hf(name_or_path: str, folder: Path, options: LoadOptions) -> LoadedModel:
+    hf_config = hf.read_hf_config(folder)
+    hf.check_architecture(folder)  # before the weights: an unsupported model is refused whatever its files
+    weights = hf.weight_files(folder)
+    try:
+        key = (str(folder.resolve()), (folder / hf.CONFIG_NAME).read_text(), hf.weights_sha256(weights),
+               options.device, options.dtype)
+    except OSError as err:
+        raise ModelLoadError(f"{err.filename or folder}: cannot read: {err.strerror or err}") from None
+    if key not in _LOADED:
+        with hf.quiet_transformers():
+            bridge = hf.boot(folder, options.device, options.dtype)
+            check = bridge_check(bridge, folder, hf_config, options.device, options.dtype, options.trust_bridge)
+        name = name_or_path if name_or_path.startswith(hf.HF_PREFIX) else folder.name
+        _LOADED[key] = LoadedModel(
+            bridge, name, hf.hf_card(name, bridge.cfg, hf_config, weights[0]), weights[0], key[2],
+            tokenizer=hf.hf_tokenizer(folder), device=options.device, dtype=options.dtype, bridge_check=check,
+            source="hf",
+        )
+    loaded = _LOADED[key]
+    check = loaded.bridge_check or {}
+    if not check.get("passed", True) and not options.trust_bridge:  # loaded earlier with --trust-bridge
+        raise ModelLoadError(mismatch_message(folder, check))
+    return loaded
 
 
 def _build(model_dir: Path, card: dict[str, Any], ckpt: Path, digest: str) -> LoadedModel:
@@ -189,9 +258,7 @@ def _build(model_dir: Path, card: dict[str, Any], ckpt: Path, digest: str) -> Lo
     state = _read_state_dict(ckpt, card, model.cfg)
     _check_finite(state, ckpt)
     _load_strict(model, state, ckpt, model_dir / CARD_NAME)
-    model.train(False)  # inference mode: no dropout; never Python eval
-    for param in model.parameters():
-        param.requires_grad_(False)
+    frozen(model)
     return LoadedModel(model, card.get("name", model_dir.name), card, ckpt, digest)
 
 
@@ -273,6 +340,9 @@ def reinitialised(loaded: LoadedModel, seed: int) -> LoadedModel:
     seeded ``seed``), in inference mode: one null model of the null-model control. The card and checkpoint
     stay those of the trained model (the copy is named ``<name>@null<seed>``). A model whose card config
     cannot be rebuilt this way is a :class:`ModelLoadError`, never a silent skip."""
+    if loaded.source == "hf":
+        model = hf.reinitialised_bridge(loaded.checkpoint.parent, seed, loaded.device, loaded.dtype)
+        return replace(loaded, model=model, name=f"{loaded.name}@null{seed}", bridge_check=None)
     config = loaded.card.get("config")
     if not isinstance(config, dict):
         raise ModelLoadError(
@@ -286,7 +356,6 @@ def reinitialised(loaded: LoadedModel, seed: int) -> LoadedModel:
             f"{loaded.name}: cannot re-initialise the model for the null-model control: {err}\n"
             "  fix: run without --controls / 'controls:'"
         ) from None
-    model.train(False)
-    for param in model.parameters():
-        param.requires_grad_(False)
-    return LoadedModel(model, f"{loaded.name}@null{seed}", loaded.card, loaded.checkpoint, loaded.checkpoint_sha256)
+    frozen(model)
+    placed = _placed(LoadedModel(model, "", {}, loaded.checkpoint, ""), LoadOptions(loaded.device, loaded.dtype))
+    return replace(loaded, model=placed.model, name=f"{loaded.name}@null{seed}")
