@@ -75,7 +75,7 @@ COMMON_KEYS: dict[str, Any] = {
 def tiny_model(config: Mapping[str, Any] = TINY_CONFIG) -> Any:
     """A seeded random model built from ``config`` (TransformerLens bridge), in inference mode."""
     model = build_bridge(dict(config))
-    model.train(False)  # the same as .eval(); spelled so that a grep for Python's eval finds nothing here
+    model.train(False)  # inference mode, spelled so that a grep for Python's built-in eval finds nothing here
     return model
 
 

@@ -4,6 +4,7 @@ anything else reruns, the report says which, and a cache entry cannot run code w
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import pickle
@@ -149,3 +150,15 @@ def test_a_cache_key_is_stable_and_names_its_inputs(cached_file, tmp_path):
     assert key == cache.key(compile_file(cached_file), RunOptions(4096))
     assert key != cache.key(plan, RunOptions(4096, controls=True))
     assert len(key) == 64 and int(key, 16) >= 0
+
+
+def test_an_entry_may_build_records_only_not_circuitcheck_classes_with_behaviour(tmp_path):
+    # a class of our own whose constructor acts (the cache makes folders; an executor could start Ray) is refused
+    from circuitcheck.jobs.cache import ResultCache, _OwnClassesOnly
+
+    class Payload:
+        def __reduce__(self):
+            return (ResultCache, (tmp_path / "made",))
+
+    with pytest.raises(pickle.UnpicklingError, match="circuitcheck's classes only"):
+        _OwnClassesOnly(io.BytesIO(pickle.dumps(Payload()))).load()

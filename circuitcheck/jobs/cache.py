@@ -21,10 +21,13 @@ import io
 import json
 import pickle
 import shlex
-from dataclasses import asdict, replace
+from dataclasses import asdict, is_dataclass, replace
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from circuitcheck.atomic import write_atomic
 from circuitcheck.jobs.detached import DetachedReport, detach
@@ -53,9 +56,12 @@ class _OwnClassesOnly(pickle.Unpickler):
             return super().find_class(module, name)
         if module == "circuitcheck" or module.startswith("circuitcheck."):
             found = super().find_class(module, name)
-            if isinstance(found, type):
+            # records only: a class with behaviour in its constructor (a cache, an executor) could be made to act
+            if isinstance(found, type) and (is_dataclass(found) or issubclass(found, (Enum, BaseModel))):
                 return found
-        raise pickle.UnpicklingError(f"a cache entry may hold circuitcheck's classes only, not {module}.{name}")
+        raise pickle.UnpicklingError(
+            f"a cache entry may hold circuitcheck's classes only (records), not {module}.{name}"
+        )
 
 
 def _circuitcheck_version() -> str:
