@@ -188,10 +188,13 @@ def compare(
     report_dir: PathLike | None = None, models_base: PathLike | None = None, argv: Sequence[str] | None = None,
     tracker: Tracker | None = None, min_effect: float | None = None, controls: bool = False,
     device: str = "cpu", dtype: str = "float32", trust_bridge: bool = False,
-    executor: str = "local", ray_address: str | None = None,
+    executor: str = "local", ray_address: str | None = None, series: str | None = None,
 ) -> ComparisonReport:
     """Run the file at ``path`` on each of ``models`` (or the file's ``variants:``; at least two) on the
     same seeded data, and compare them claim by claim against the first.
+
+    ``series``: a folder of checkpoint folders, or a glob (relative to ``models_base``, else the current
+    directory), run in training-step order instead of ``models``; the report adds each claim's curve.
 
     ``min_effect``: the smallest difference that matters (on each claim's estimate scale); a difference is
     marked only when its interval excludes zero and its size is at least this, or the claim's own
@@ -214,6 +217,16 @@ def compare(
     from circuitcheck.jobs.executors import executor_for
     from circuitcheck.zoo.options import LoadOptions, loading
 
+    steps = None
+    if series is not None:
+        from circuitcheck.comparison.series import MIXED, series_models
+
+        if models:
+            from circuitcheck.errors import CircuitcheckError
+
+            raise CircuitcheckError(MIXED)
+        models_base = models_base if models_base is not None else Path.cwd()
+        models, steps = series_models(series, Path(models_base))
     load = LoadOptions(device, dtype, trust_bridge)
     # On Ray the device is resolved by each worker: the driver may have no GPU.
     with loading(load) if executor == "local" else nullcontext(load):
@@ -222,7 +235,7 @@ def compare(
             resume=resume, models_base=Path(models_base) if models_base is not None else None, controls=controls,
             executor=executor_for(executor, ray_address), load=load,
         )
-    report = comparison_report(found, min_effect)
+    report = comparison_report(found, min_effect, steps)
     if report_dir is not None:
         report.write(report_dir)
     return report

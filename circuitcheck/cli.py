@@ -201,6 +201,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with _writing("reports", "pass --report-dir with a writable folder"):
         probe_writable(Path(args.report_dir))  # before any model loads: fail in a second, not after the run
     n_models = len(args.model) or 2
+    if args.series is not None and not args.model:  # the bar's length: the checkpoints the pattern names
+        from circuitcheck.comparison.series import series_models
+
+        n_models = len(series_models(args.series, Path.cwd())[0])
     with _job_tracker(args, n_models) as tracker:
         report = compare(
             Path(args.file),
@@ -217,6 +221,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             trust_bridge=args.trust_bridge,
             executor=args.executor,
             ray_address=args.ray_address,
+            series=args.series,
         )
     with _writing("reports"):
         written = report.write(args.report_dir)
@@ -421,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--model", action="append", default=[], metavar="NAME",
                          help="a variant (zoo name, or model directory relative to the current directory); give two or "
                               "more, or list 'variants:' in the file (relative to its folder)")
+    compare.add_argument("--series", default=None, metavar="DIR_OR_GLOB",
+                         help="a checkpoint series instead of --model: a folder of model folders or a glob "
+                         "(e.g. 'checkpoints/step-*'), ordered by training step; adds each claim's curve")
     compare.add_argument(
         "--report-dir", default="reports", help="where <name>-compare.{md,json,html} go (default: reports)"
     )

@@ -10,6 +10,7 @@ from typing import Any
 from circuitcheck.report.circuit_svg import CircuitDrawing
 from circuitcheck.report.figures import Figures
 from circuitcheck.report.html import anchor, page, run_body, table
+from circuitcheck.report.series_svg import series_html
 from circuitcheck.report.svg import VERDICT_COLORS, interval_bar
 from circuitcheck.report.text import (
     CHANGED_HEADERS,
@@ -112,6 +113,7 @@ def comparison_html(doc: dict[str, Any], drawings: dict[str, tuple[list[CircuitD
         f"seed {st['seed']}, {st['confidence']:.0%} two-sided.</p>",
         "<h2>Verdicts that changed</h2>", _changed(doc),
         "<h2>Claims x variants</h2>", _matrix(doc), f"<ul>{notes}</ul>",
+        *(["<h2>Series</h2>", series_html(doc["series"])] if doc.get("series") else []),
         "<h2>Statements</h2>", _statements(doc),
         "<h2>Variants</h2>",
         *(_variant_section(v, doc["runs"].get(v), drawings.get(v)) for v in doc["variants"]),
