@@ -110,11 +110,9 @@ def gpt2_folder(shape: Shape, folder: Path, seed: int = 0) -> Path:
 def boot(folder: Path, device: str) -> Any:
     from transformer_lens.model_bridge import TransformerBridge
 
-    model = TransformerBridge.boot_transformers(str(folder), device=device)
-    model.train(False)
-    for param in model.parameters():
-        param.requires_grad_(False)
-    return model
+    from circuitcheck.zoo.build import frozen
+
+    return frozen(TransformerBridge.boot_transformers(str(folder), device=device))
 
 
 def make_task(name: str, model: Any, folder: Path, n_prompts: int, seq: int, device: str, seed: int = 0) -> Task:

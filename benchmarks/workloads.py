@@ -71,10 +71,9 @@ def load_model(name: str) -> Any:
         from circuitcheck.zoo.load import load
 
         model = load(name).model
-    model.train(False)
-    for param in model.parameters():
-        param.requires_grad_(False)
-    return model
+    from circuitcheck.zoo.build import frozen
+
+    return frozen(model)
 
 
 CORRUPTED = "corrupted"
