@@ -7,10 +7,17 @@ distinct words within a prompt (IOI needs A != B). Roles: every slot occurrence 
 at every position and the ``answer`` token at ``end``; ``counterfactual`` is the token that ``logit_diff``
 subtracts there.
 
-Claims compare positions across prompts, so every position must mean the same thing in every prompt. Before
-any forward pass, every word of every list is tokenized at every place it can appear: each must be one token
-of its own, every template must give the same length and the same slot positions, and the answer and the
-counterfactual must be one token after the prompt. Failures are errors that list the offending words.
+Templates may put the slots in different orders (IOI's ABBA "When {A} and {B} ..." beside BABA "When {B} and
+{A} ..."), as long as every template fills the same slot occurrences (the same roles) and every prompt has the
+same number of tokens. Roles are stored per prompt (``TokenBatch.roles [batch, seq]``): in a mixed dataset role
+``A`` is at token 1 of an ABBA prompt and token 3 of a BABA one, so a selection ``{role: A}`` picks each
+prompt's own ``A``, while ``indices``/``range`` selections (and the sweep's cells) are absolute positions
+that hold different roles in different prompts.
+
+Before any forward pass, every word of every list is tokenized at every place it can appear: each must be one
+token of its own and must not move the other tokens of its template, every template must give the same length,
+and the answer and the counterfactual must be one token after the prompt. Failures are errors that list the
+offending words.
 """
 
 from __future__ import annotations
@@ -36,9 +43,7 @@ WORD_FIX = (
     "IOI-style prompts need single-token words at fixed positions; drop these words from the list, or use a "
     "tokenizer where each is one token"
 )
-TOKENIZER_FIX = (
-    "use a model folder with tokenizer.json (or the tokenizer files transformers reads) beside config.json"
-)
+TOKENIZER_FIX = "use a model folder with tokenizer.json (or the tokenizer files transformers reads) beside config.json"
 
 Word = Annotated[str, Field(min_length=1)]
 
@@ -65,6 +70,11 @@ class Layout:
     def role_names(self) -> tuple[str, ...]:
         return (NONE, *self.roles, END)
 
+    @property
+    def role_slot(self) -> dict[str, str]:
+        """Each role's slot (``B2`` -> ``B``); the same in every template (:meth:`PromptsDataset.layout`)."""
+        return dict(zip(self.roles, self.slots, strict=True))
+
     def drawing_from(self, name: str) -> list[str]:
         """The distinct slots of the templates that draw from list ``name``, in order of first appearance."""
         return [s for s in dict.fromkeys(self.slots) if self.slot_list[s] == name]
@@ -80,8 +90,9 @@ class PromptsDataset(DatasetSpec):
     counterfactual token at the last position (IOI-style tasks).
 
     Roles: each slot occurrence (``A``; the second occurrence of ``B`` is ``B2``), ``end`` (the last
-    token). ``logit_diff`` at ``end`` is logit(answer) - logit(counterfactual). The ``refill``
-    corruption refills slot occurrences with fresh words from their lists.
+    token). Templates may order the slots differently (IOI's ABBA and BABA); roles are then per prompt,
+    so ``{role: A}`` selects each prompt's own A. ``logit_diff`` at ``end`` is logit(answer) -
+    logit(counterfactual). The ``refill`` corruption refills slot occurrences with fresh words from their lists.
     """
 
     kind: Literal["prompts"] = "prompts"
@@ -90,7 +101,7 @@ class PromptsDataset(DatasetSpec):
     templates: list[str] = Field(
         min_length=1,
         description="Prompt texts with {slot} fields; each prompt picks one uniformly (seeded). All must fill the "
-        "same slots in the same order and tokenize to the same length",
+        "same slots, each as many times, and tokenize to the same length; the order may differ (roles are per prompt)",
     )
     slots: dict[str, str] = Field(description="Slot -> the name of its word list under 'words'")
     words: dict[str, list[Word]] = Field(
@@ -119,14 +130,7 @@ class PromptsDataset(DatasetSpec):
         _check_slots(templates, self.slots, self.words)
         first = templates[0]
         for j, t in enumerate(templates[1:], start=1):
-            if t.slots != first.slots:
-                raise PlanError(
-                    ("dataset", "templates", j),
-                    f"template {j} fills the slots {', '.join(t.roles) or 'none'}; template 0 fills "
-                    f"{', '.join(first.roles) or 'none'}: every template must fill the same slots in the same "
-                    "order, so that each role is at the same position in every prompt",
-                    "use one slot order for all templates, or split them into separate hypothesis files",
-                )
+            _check_same_roles(j, t, first)
         answer = _target(self.answer, "answer", first)
         counterfactual = None if self.counterfactual is None else _target(self.counterfactual, "counterfactual", first)
         lists = {name: tuple(words) for name, words in self.words.items()}
@@ -136,11 +140,33 @@ class PromptsDataset(DatasetSpec):
         return layout
 
 
+def _check_same_roles(j: int, t: Template, first: Template) -> None:
+    """Template ``j`` fills the slot occurrences of template 0, in any order: every prompt has every role."""
+    if set(t.roles) == set(first.roles):
+        return
+    lacks = [r for r in first.roles if r not in t.roles]
+    adds = [r for r in t.roles if r not in first.roles]
+    diff = "; ".join(
+        part
+        for part in (f"it lacks {', '.join(lacks)}" if lacks else "", f"it adds {', '.join(adds)}" if adds else "")
+        if part
+    )
+    raise PlanError(
+        ("dataset", "templates", j),
+        f"template {j} fills the slot occurrences {', '.join(t.roles) or 'none'}; template 0 fills "
+        f"{', '.join(first.roles) or 'none'} ({diff}): every template must fill the same slots, each as many "
+        "times (the order may differ), so that every prompt has every role",
+        f"give template {j} the slots of template 0 ({', '.join('{' + s + '}' for s in first.slots) or 'none'}), "
+        "in any order, or split the templates into separate hypothesis files",
+    )
+
+
 def _tokenizer(ctx: DataContext) -> Any:
     model = ctx.model_name or "the model"
     if ctx.tokenizer is None:
         raise PlanError(
-            ("dataset", "kind"), f"the 'prompts' dataset needs the model's tokenizer, and {model} has none",
+            ("dataset", "kind"),
+            f"the 'prompts' dataset needs the model's tokenizer, and {model} has none",
             TOKENIZER_FIX,
         )
     if not has_offsets(ctx.tokenizer):
@@ -164,11 +190,13 @@ def _check_slots(templates: tuple[Template, ...], slots: dict[str, str], words: 
             )
     for slot, name in slots.items():
         if slot in (END, NONE):
-            raise PlanError(("dataset", "slots", slot), f"{slot!r} is a built-in role, not a slot name",
-                            "rename the slot")
+            raise PlanError(
+                ("dataset", "slots", slot), f"{slot!r} is a built-in role, not a slot name", "rename the slot"
+            )
         if name not in words:
             raise PlanError(
-                ("dataset", "slots", slot), f"slot {slot!r} draws from {name!r}, which 'words' does not define",
+                ("dataset", "slots", slot),
+                f"slot {slot!r} draws from {name!r}, which 'words' does not define",
                 f"add '{name}: [...]' under words, or use one of: {', '.join(words) or 'none'}",
             )
     roles = templates[0].roles
@@ -197,8 +225,9 @@ def _target(text: str, field: str, first: Template) -> Template:
 def _check_list(layout: Layout, name: str, words: tuple[str, ...]) -> None:
     dupes = sorted({w for w in words if words.count(w) > 1})
     if dupes:
-        raise PlanError(("dataset", "words", name), f"the list {name!r} repeats {_quoted(dupes)}",
-                        "list each word once")
+        raise PlanError(
+            ("dataset", "words", name), f"the list {name!r} repeats {_quoted(dupes)}", "list each word once"
+        )
     slots = layout.drawing_from(name)
     if len(words) < len(slots):
         raise PlanError(
@@ -231,13 +260,13 @@ def check_tokens(layout: Layout, tokenizer: Any, d_vocab: int) -> None:
     encoded = encode(tokenizer, texts, spans)
     refs = [e for e, c in zip(encoded, cases, strict=True) if c is None]
     unk = getattr(tokenizer, "unk_token_id", None)
-    _check_templates(layout, refs, [t for t, c in zip(texts, cases, strict=True) if c is None], unk)
+    _check_templates(refs, [t for t, c in zip(texts, cases, strict=True) if c is None], unk)
     problems: dict[str, dict[str, list[str]]] = {}
     for e, case in zip(encoded, cases, strict=True):
         if case is None:
             continue
         j, i, word = case
-        why = _word_problem(e, refs[0], i, unk, d_vocab)
+        why = _word_problem(e, refs[j], i, unk, d_vocab)  # against its own template: positions differ across them
         if why is not None:
             listed = problems.setdefault(layout.slot_list[layout.templates[j].slots[i]], {}).setdefault(why, [])
             if word not in listed:
@@ -255,8 +284,11 @@ def _word_problem(e: Encoded, ref: Encoded, i: int, unk: int | None, d_vocab: in
     pos = e.positions[i]
     if pos is None:
         n = e.n_tokens[i]
-        return f"tokenize to {n} tokens each" if n > 1 else "are not tokens of their own (a token holds them and " \
-            "the text beside them)"
+        return (
+            f"tokenize to {n} tokens each"
+            if n > 1
+            else "are not tokens of their own (a token holds them and the text beside them)"
+        )
     if unk is not None and e.ids[pos] == unk:
         return "tokenize to the unknown token"
     if e.ids[pos] >= d_vocab:
@@ -269,13 +301,18 @@ def _word_problem(e: Encoded, ref: Encoded, i: int, unk: int | None, d_vocab: in
     return None
 
 
-def _check_templates(layout: Layout, refs: list[Encoded], texts: list[str], unk: int | None) -> None:
+def _check_templates(refs: list[Encoded], texts: list[str], unk: int | None) -> None:
+    """Each template alone, and the same length for all; each role's position may differ between templates
+    (the roles tensor is per prompt)."""
     first = refs[0]
     for j, (e, text) in enumerate(zip(refs, texts, strict=True)):
         if None in e.positions:
             continue  # a word of the reference fill that is not one token: the word check names it
-        unknown = [text[a:b] for k, (i, (a, b)) in enumerate(zip(e.ids, e.offsets, strict=True))
-                   if i == unk and k not in e.positions]
+        unknown = [
+            text[a:b]
+            for k, (i, (a, b)) in enumerate(zip(e.ids, e.offsets, strict=True))
+            if i == unk and k not in e.positions
+        ]
         if unk is not None and unknown:
             raise PlanError(
                 ("dataset", "templates", j),
@@ -289,15 +326,6 @@ def _check_templates(layout: Layout, refs: list[Encoded], texts: list[str], unk:
                 f"template {j} tokenizes to {len(e.ids)} tokens, template 0 to {len(first.ids)}: every prompt must "
                 "have the same length, so that positions line up across prompts",
                 "reword the templates so that they tokenize to the same number of tokens",
-            )
-        if e.positions != first.positions:
-            at = next(r for r, a, b in zip(layout.roles, e.positions, first.positions, strict=True) if a != b)
-            raise PlanError(
-                ("dataset", "templates", j),
-                f"slot occurrence {at} is at token {e.positions[layout.roles.index(at)]} in template {j} but at "
-                f"token {first.positions[layout.roles.index(at)]} in template 0: roles must be at the same "
-                "positions in every prompt",
-                "reword the templates so that each slot has the same number of tokens before it",
             )
         if len(e.ids) - 1 in e.positions:
             raise PlanError(
@@ -314,8 +342,9 @@ def _check_target(
     prompts, texts, cases = [], [], []
     for t in layout.templates:
         prompt = t.render([ref[s] for s in t.slots])[0]
-        fills = [dict(ref)] + [ref | {s: w} for s in dict.fromkeys(target.slots)
-                               for w in layout.lists[layout.slot_list[s]]]
+        fills = [dict(ref)] + [
+            ref | {s: w} for s in dict.fromkeys(target.slots) for w in layout.lists[layout.slot_list[s]]
+        ]
         for fill in fills:
             prompts.append(prompt)
             texts.append(target.render([fill[s] for s in target.slots])[0])
@@ -355,13 +384,18 @@ def fill_prompts(layout: Layout, tokenizer: Any, n_seqs: int, seed: int, params:
             order = torch.rand(n_seqs, len(words), generator=gen).argsort(1)[:, : len(slots)]
             picks |= {s: order[:, k].tolist() for k, s in enumerate(slots)}
     fills = [{s: layout.lists[layout.slot_list[s]][picks[s][b]] for s in picks} for b in range(n_seqs)]
-    refill = SlotRefill(layout, tokenizer, tuple(which), {s: tuple(p) for s, p in picks.items()})
-    texts, tokens = refill.tokens([[f[s] for s in layout.slots] for f in fills])
+    refill = SlotRefill(
+        layout, tokenizer, tuple(which), {s: tuple(p) for s, p in picks.items()}, template_positions(layout, tokenizer)
+    )
+    texts, tokens = refill.tokens([{r: f[s] for r, s in layout.role_slot.items()} for f in fills])
     answers = _target_ids(layout.answer, "answer", tokenizer, texts, fills)
     seq = tokens.shape[1]
     roles = torch.zeros_like(tokens)
-    for code, pos in enumerate(refill.positions, start=1):
-        roles[:, pos] = code
+    picked = torch.tensor(which, dtype=torch.long)
+    for j, at in enumerate(refill.at):  # per template: a role's position differs between slot orders
+        rows = picked == j
+        for role, pos in at.items():
+            roles[rows, pos] = layout.role_names.index(role)
     roles[:, -1] = layout.role_names.index(END)
     nxt = torch.full_like(tokens, NO_TARGET)
     nxt[:, :-1] = tokens[:, 1:]
@@ -371,8 +405,20 @@ def fill_prompts(layout: Layout, tokenizer: Any, n_seqs: int, seed: int, params:
         counterfactual = torch.full_like(tokens, NO_TARGET)
         counterfactual[:, -1] = _target_ids(layout.counterfactual, "counterfactual", tokenizer, texts, fills)
     params = params | {"seq_len": seq, "roles": list(layout.role_names)}
-    return TokenBatch(tokens, nxt, roles, params, role_names=layout.role_names, counterfactual=counterfactual,
-                      refill=refill)
+    return TokenBatch(
+        tokens, nxt, roles, params, role_names=layout.role_names, counterfactual=counterfactual, refill=refill
+    )
+
+
+def template_positions(layout: Layout, tokenizer: Any) -> tuple[dict[str, int], ...]:
+    """Per template, each role's token position in its reference fill (every fill keeps them: :func:`check_tokens`)."""
+    ref = layout.reference()
+    rendered = [t.render([ref[s] for s in t.slots]) for t in layout.templates]
+    encoded = encode(tokenizer, [r[0] for r in rendered], [r[1] for r in rendered])
+    return tuple(
+        {r: p for r, p in zip(t.roles, e.positions, strict=True) if p is not None}
+        for t, e in zip(layout.templates, encoded, strict=True)
+    )
 
 
 def _target_ids(
@@ -385,8 +431,11 @@ def _target_ids(
     bad = [b for b, g in enumerate(got) if len(g) != 1]
     if bad:  # check_tokens tried every word after every template; a fill can still tokenize differently
         b = bad[0]
-        raise PlanError(("dataset", field), f"the {field} {texts[b]!r} is {len(got[b])} tokens after the prompt "
-                        f"{prompts[b]!r} (prompt {b})", WORD_FIX)
+        raise PlanError(
+            ("dataset", field),
+            f"the {field} {texts[b]!r} is {len(got[b])} tokens after the prompt {prompts[b]!r} (prompt {b})",
+            WORD_FIX,
+        )
     return torch.tensor([g[0] for g in got], dtype=torch.long)
 
 
@@ -399,24 +448,17 @@ class SlotRefill:
     tokenizer: Any
     which: tuple[int, ...]
     picks: dict[str, tuple[int, ...]]
+    at: tuple[dict[str, int], ...]
+    """Per template, each role's token position (:func:`template_positions`); prompt ``b`` uses ``at[which[b]]``."""
 
     @property
     def occurrences(self) -> tuple[str, ...]:
         return self.layout.roles
 
-    @property
-    def positions(self) -> tuple[int, ...]:
-        """Each occurrence's token position (the same in every prompt: :func:`check_tokens`)."""
-        t = self.layout.templates[0]
-        ref = self.layout.reference()
-        text, spans = t.render([ref[s] for s in t.slots])
-        return tuple(p for p in encode(self.tokenizer, [text], [spans])[0].positions if p is not None)
-
     def problem(self, occurrences: Sequence[str]) -> str | None:
         for name, words in self.layout.lists.items():
             slots = self.layout.drawing_from(name)
-            wanted = [r for r, s in zip(self.layout.roles, self.layout.slots, strict=True)
-                      if r in occurrences and s in slots]
+            wanted = [r for r, s in self.layout.role_slot.items() if r in occurrences and s in slots]
             if len(wanted) > len(words) - len(slots):
                 return (
                     f"refilling {', '.join(wanted)} needs {len(wanted)} words of {name!r} besides the "
@@ -426,7 +468,8 @@ class SlotRefill:
 
     def __call__(self, occurrences: Sequence[str], seed: int) -> torch.Tensor:
         """The prompts with ``occurrences`` refilled: fresh words from each one's list, distinct from each other
-        and from the words the prompt already takes from that list."""
+        and from the words the prompt already takes from that list. Words are kept by role, so each prompt's
+        own template puts them at its own positions."""
         import torch
 
         why = self.problem(occurrences)
@@ -434,34 +477,40 @@ class SlotRefill:
             raise ValueError(why)
         n = len(self.which)
         layout = self.layout
-        words = [[layout.lists[layout.slot_list[s]][self.picks[s][b]] for s in layout.slots] for b in range(n)]
+        words = [
+            {r: layout.lists[layout.slot_list[s]][self.picks[s][b]] for r, s in layout.role_slot.items()}
+            for b in range(n)
+        ]
         gen = torch.Generator().manual_seed(seed)
         for name, pool in layout.lists.items():
-            wanted = [i for i, (r, s) in enumerate(zip(layout.roles, layout.slots, strict=True))
-                      if r in occurrences and layout.slot_list[s] == name]
+            wanted = [r for r, s in layout.role_slot.items() if r in occurrences and layout.slot_list[s] == name]
             if not wanted:
                 continue
             used = torch.tensor([self.picks[s] for s in layout.drawing_from(name)], dtype=torch.long).T
             scores = torch.rand(n, len(pool), generator=gen).scatter(1, used, 2.0)  # used words sort last
             fresh = scores.argsort(1)[:, : len(wanted)].tolist()
             for b in range(n):
-                for k, i in enumerate(wanted):
-                    words[b][i] = pool[fresh[b][k]]
+                for k, r in enumerate(wanted):
+                    words[b][r] = pool[fresh[b][k]]
         return self.tokens(words)[1]
 
-    def tokens(self, words: list[list[str]]) -> tuple[list[str], torch.Tensor]:
-        """The texts of the prompts with ``words[b]`` at their occurrences, and their tokens ``[n, seq]``."""
+    def tokens(self, words: list[dict[str, str]]) -> tuple[list[str], torch.Tensor]:
+        """The texts of the prompts with ``words[b][role]`` at each role of their template, and their tokens
+        ``[n, seq]``."""
         import torch
 
-        rendered = [self.layout.templates[j].render(w) for j, w in zip(self.which, words, strict=True)]
+        templates = [self.layout.templates[j] for j in self.which]
+        rendered = [t.render([w[r] for r in t.roles]) for t, w in zip(templates, words, strict=True)]
         encoded = encode(self.tokenizer, [r[0] for r in rendered], [r[1] for r in rendered])
-        want = len(encoded[0].ids), self.positions
-        for b, e in enumerate(encoded):
-            if (len(e.ids), e.positions) != want:
+        seq = len(encoded[0].ids)
+        for b, (t, e) in enumerate(zip(templates, encoded, strict=True)):
+            want = tuple(self.at[self.which[b]].get(r) for r in t.roles)
+            if (len(e.ids), e.positions) != (seq, want):
                 raise PlanError(
                     ("dataset", "templates", self.which[b]),
                     f"the prompt {rendered[b][0]!r} tokenizes to {len(e.ids)} tokens with its slots at "
-                    f"{list(e.positions)}; the others to {want[0]} with {list(want[1])}",
+                    f"{list(e.positions)}; the first prompt has {seq} tokens, and template {self.which[b]} puts its "
+                    f"slots at {list(want)}",
                     WORD_FIX,
                 )
         return [r[0] for r in rendered], torch.tensor([e.ids for e in encoded], dtype=torch.long)

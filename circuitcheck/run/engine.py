@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -70,6 +70,7 @@ from circuitcheck.run.resume import (
     starts_inside_blocks,
     z_hook,
 )
+from circuitcheck.run.suffix import check_suffix_start, forward_suffix, suffix_capable, variant_fits
 from circuitcheck.zoo.options import self_check_scale
 
 __all__ = [
@@ -220,19 +221,43 @@ def _start_points(
 ) -> list[StartPoint]:
     """Each variant's start point, after caching the unedited run of every other input where that
     pays (:func:`circuitcheck.run.resume.inputs_worth_caching`)."""
-    inside_ok = starts_inside_blocks(model)
+    inside_ok, suffix_ok = starts_inside_blocks(model), suffix_capable(model)
     wanted = resume_hooks(model)
     would_hold = dict.fromkeys(wanted)  # what an input's cache will hold, once made
     points = [
         start_point(model, v, repl.inputs[v.input].acts if v.input in repl.inputs else would_hold, inside_ok,
-                    sink.base_from_cache)
+                    sink.base_from_cache, suffix_ok)
         for v in variants
     ]
     for name in inputs_worth_caching(model, variants, points, repl.inputs):
         with torch.no_grad():
             logits, acts = clean_run(model, data.inputs[name], wanted, max_rows, sink.input_chunks(name))
         repl.inputs[name] = InputCache(acts, known_logits=logits if logits.numel() else None)
-    return [served_start(v, p, repl.inputs) for v, p in zip(variants, points, strict=True)]
+    served = [served_start(v, p, repl.inputs) for v, p in zip(variants, points, strict=True)]
+    if not suffix_ok:
+        return served
+    touched = {name: mask.any(0) for name, mask in data.masks.items()}
+    base = sink.base_from_cache
+    return [_with_suffix(model, v, p, repl, touched, base) for v, p in zip(variants, served, strict=True)]
+
+
+def _with_suffix(
+    model: Any, variant: Variant, point: StartPoint, repl: Replacements, touched: dict[str, torch.Tensor],
+    base_from_cache: bool,
+) -> StartPoint:
+    """``point``, recomputing only the positions from the variant's first edited one where a suffix pass
+    (:mod:`circuitcheck.run.suffix`) fits it and its input's cache holds the stream entering every block from
+    ``point.layer`` (and the final one, when the input's logits come from the cache)."""
+    if point.kind is not Start.LAYER or not variant_fits(variant):
+        return point
+    n = int(model.cfg.n_layers)
+    needs = {resume_hook(model, layer) for layer in range(point.layer, n)}
+    if base_from_cache:
+        needs.add(resume_hook(model, n))
+    if not needs <= repl.inputs[point.input].acts.keys():
+        return point
+    edited = edited_positions(variant, touched)
+    return replace(point, first=int(edited[0]) if len(edited) else 0)
 
 
 def _run_start_point(
@@ -250,6 +275,9 @@ def _run_start_point(
         for k in members:
             sink.like_input(k, point.input)
         return
+    if point.kind is Start.LAYER:
+        _run_layer(model, point, members, variants, data, repl, max_rows, sink)
+        return
     if point.kind is Start.INSIDE_LAST_BLOCK:
         check_inside_start(model, repl.inputs[point.input], sink.input_head, point.input)
         sparse, members = _few_positions(variants, members, data.masks)
@@ -261,6 +289,63 @@ def _run_start_point(
             sink.chunk(part[block], seq, logits)
 
         _run_pass(model, [variants[k] for k in part], data, repl, max_rows, point, emit)
+
+
+def _kept_positions(sink: LogitSink, members: list[int], seq: int, first: int) -> torch.Tensor | None:
+    """The positions ``first..`` whose logits some of ``members`` reads (sorted), or None for all of them."""
+    reads = [sink.needed_positions(k) for k in members]
+    if any(r is None for r in reads):
+        return None if first == 0 else torch.arange(first, seq)
+    wanted = torch.stack(reads).any(0)  # type: ignore[arg-type]
+    wanted[:first] = False
+    kept = wanted.nonzero().flatten()
+    return None if first == 0 and len(kept) == seq else kept
+
+
+def _run_layer(
+    model: Any,
+    point: StartPoint,
+    members: list[int],
+    variants: list[Variant],
+    data: EngineInputs,
+    repl: Replacements,
+    max_rows: int,
+    sink: LogitSink,
+) -> None:
+    """Variants that resume at a block: the logits of every position, or, where the sink reads fewer or the
+    pass recomputes only a suffix, of those positions only (the others keep the input's logits)."""
+    seq = int(data.inputs[CLEAN].shape[1])
+    if point.first is not None:
+        check_suffix(model, repl.inputs[point.input], sink.input_head, point.input)
+    keep = _kept_positions(sink, members, seq, point.first or 0)
+    if keep is not None:
+        for k in members:
+            sink.like_input(k, point.input)
+        if not len(keep):
+            return
+    computed = torch.arange(seq) if keep is None and point.first is not None else keep
+    for first in range(0, len(members), max_rows):
+        part = members[first : first + max_rows]
+
+        def emit(block: int, seq_first: int, logits: torch.Tensor, part: list[int] = part) -> None:
+            if keep is None:
+                sink.chunk(part[block], seq_first, logits)
+            else:
+                sink.positions(part[block], seq_first, keep, logits)
+
+        _run_pass(model, [variants[k] for k in part], data, repl, max_rows, point, emit, keep=computed)
+
+
+def check_suffix(
+    model: Any, cache: InputCache, logits_head: Callable[[str, int], torch.Tensor], name: str, n: int = 4
+) -> None:
+    """:func:`circuitcheck.run.suffix.check_suffix_start`, once per input."""
+    if cache.suffix_checked:
+        return
+    want = host_logits(logits_head(name, n))
+    tol = 1e-4 * self_check_scale(dtype_name(model))
+    check_suffix_start(model, cache.acts, want, lambda layer: resume_hook(model, layer), name, tol)
+    cache.suffix_checked = True
 
 
 def _few_positions(
@@ -373,10 +458,11 @@ def _run_pass(
     point: StartPoint,
     emit: Callable[[int, int, torch.Tensor], None],
     blocks: PassBlocks | None = None,
+    keep: torch.Tensor | None = None,
 ) -> None:
     """One block per variant, or per entry of ``blocks``; chunked so that no forward call exceeds
     ``max_rows`` rows (unless one block alone does). Each call's logits go out block by block,
-    ``emit(block, first sequence, logits [c, seq or 1, vocab])``, before the next call starts."""
+    ``emit(block, first sequence, logits [c, seq or 1 or len(keep), vocab])``, before the next call starts."""
     n_seqs = len(data.inputs[CLEAN])
     n_blocks = len(variants) if blocks is None else len(blocks.block_variant)
     seqs_per_call = max(1, max_rows // n_blocks)
@@ -390,8 +476,13 @@ def _run_pass(
             for name, gs in edits.groups.items()
         }
         add_stashes(hooks, edits.reads, stash)
-        with counted_hooks(model, hooks) as calls:
-            logits = host_logits(_forward(model, point, variants, data, seqs, repl, block_positions))
+        if point.first is not None:
+            assert keep is not None, "a suffix pass reads the positions it recomputes"
+            raw, calls = _forward_suffix(model, point, n_blocks, seqs, repl, keep, hooks)
+            logits = host_logits(raw)
+        else:
+            with counted_hooks(model, hooks) as calls:
+                logits = host_logits(_forward(model, point, variants, data, seqs, repl, block_positions, keep))
         assert_fired(calls, sorted(hooks), "intervention run")
         view = logits.view((n_blocks, len(seqs)) + logits.shape[1:])
         for block in range(n_blocks):
@@ -408,20 +499,36 @@ def _forward(
     seqs: torch.Tensor,
     repl: Replacements,
     block_positions: torch.Tensor | None,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The stacked call's logits, from the tokens or from the cache at ``point``."""
+    """The stacked call's logits, from the tokens or from the cache at ``point`` (at positions ``keep``
+    only, when given: resumed at a block)."""
     if point.kind is Start.TOKENS:
         return model(on_model(model, torch.cat([data.inputs[v.input][seqs] for v in variants])))
     acts = repl.inputs[point.input].acts
     resid = acts[resume_hook(model, point.layer)][seqs]
     if point.kind is Start.LAYER:
-        return forward_from(model, point.layer, resid.repeat(len(variants), *([1] * (resid.dim() - 1))))
+        stacked = resid.repeat(len(variants), *([1] * (resid.dim() - 1)))
+        return forward_from(model, point.layer, stacked, keep)
     z = acts[z_hook(point.layer)][seqs]
     if block_positions is None:
         return forward_inside_last_block(model, resid.repeat(len(variants), 1, 1), z.repeat(len(variants), 1, 1, 1))
     return forward_inside_last_block(
         model, per_position_blocks(resid, block_positions), per_position_blocks(z, block_positions)
     )
+
+
+def _forward_suffix(
+    model: Any, point: StartPoint, n_blocks: int, seqs: torch.Tensor, repl: Replacements, keep: torch.Tensor,
+    hooks: dict[str, Callable[..., Any]],
+) -> tuple[torch.Tensor, dict[str, int]]:
+    """A suffix pass's logits at ``keep`` (:func:`circuitcheck.run.suffix.forward_suffix`) and its hook counts."""
+    acts = repl.inputs[point.input].acts
+    first = point.first or 0
+    resid = acts[resume_hook(model, point.layer)][seqs]
+    prefix = [acts[resume_hook(model, layer)][seqs, :first] for layer in range(point.layer, int(model.cfg.n_layers))]
+    stacked = resid.repeat(n_blocks, *([1] * (resid.dim() - 1)))
+    return forward_suffix(model, point.layer, first, stacked, prefix, keep.to(resid.device), n_blocks, hooks)
 
 
 def run_naive(model: Any, variant: Variant, data: EngineInputs, repl: Replacements) -> torch.Tensor:

@@ -367,6 +367,12 @@ class _Renamed:
     def position(self, k: Hashable, first: int, position: int, logits: torch.Tensor) -> None:
         self.sink.position(self.names[k], first, position, logits)  # type: ignore[index]
 
+    def positions(self, k: Hashable, first: int, positions: torch.Tensor, logits: torch.Tensor) -> None:
+        self.sink.positions(self.names[k], first, positions, logits)  # type: ignore[index]
+
+    def needed_positions(self, k: Hashable) -> torch.Tensor | None:
+        return self.sink.needed_positions(self.names[k])  # type: ignore[index]
+
     def input_chunks(self, name: str) -> None:
         return None
 

@@ -49,8 +49,15 @@ class LogitSink(Protocol):
         """Run ``k``'s logits ``[c, vocab]`` at one ``position`` of sequences ``first .. first + c``; its
         other positions are its input's (:meth:`like_input`, called before)."""
 
+    def positions(self, k: Hashable, first: int, positions: torch.Tensor, logits: torch.Tensor) -> None:
+        """Run ``k``'s logits ``[c, len(positions), vocab]`` at ``positions`` (sorted) of sequences
+        ``first .. first + c``; its other positions are its input's (:meth:`like_input`, called before)."""
+
     def like_input(self, k: Hashable, name: str) -> None:
         """Run ``k``'s logits are input ``name``'s unedited ones (until :meth:`position` overwrites some)."""
+
+    def needed_positions(self, k: Hashable) -> torch.Tensor | None:
+        """``[seq]`` bool: the positions of run ``k``'s logits the sink reads, or None for every position."""
 
     def input_chunks(self, name: str) -> Callable[[int, torch.Tensor], None] | None:
         """A receiver for input ``name``'s unedited logits as they are computed, or ``None`` to keep them whole."""
@@ -166,14 +173,25 @@ class Readouts:
             self._store(k, want, slice(a, b), values)
 
     def position(self, k: Hashable, first: int, position: int, logits: torch.Tensor) -> None:
+        self.positions(k, first, torch.tensor([position]), logits[:, None])
+
+    def positions(self, k: Hashable, first: int, positions: torch.Tensor, logits: torch.Tensor) -> None:
         last = first + len(logits)
-        self._track(k, first, logits[:, None], position)
+        self._track(k, first, logits, positions)
         for want in self.wants.get(k, ()):
-            sel = want.mask[first:last, position]
-            slots = self._mask_index(want.mask).slots()[first:last, position][sel]
-            targets = self.next_token[first:last, position][sel]
-            wrong = None if self.counterfactual is None else self.counterfactual[first:last, position][sel]
+            sel = want.mask[first:last][:, positions]
+            slots = self._mask_index(want.mask).slots()[first:last][:, positions][sel]
+            targets = self.next_token[first:last][:, positions][sel]
+            wrong = None if self.counterfactual is None else self.counterfactual[first:last][:, positions][sel]
             self._store(k, want, slots, want.metric(logits[sel], targets, self._clean_rows(want, slots), wrong))
+
+    def needed_positions(self, k: Hashable) -> torch.Tensor | None:
+        if k in self.against_clean or k in self.constant or (isinstance(k, tuple) and k[0] == "input"):
+            return None  # the self-checks compare every position
+        wants = self.wants.get(k, ())
+        if not wants:
+            return None
+        return torch.stack([w.mask.any(0) for w in wants]).any(0)
 
     def like_input(self, k: Hashable, name: str) -> None:
         source = input_target(name)
@@ -202,26 +220,27 @@ class Readouts:
         if self.keep_full_clean:
             self.full_clean.append(logits)
 
-    def _track(self, k: Hashable, first: int, logits: torch.Tensor, position: int | None = None) -> None:
-        """Self-check trackers; ``logits`` is ``[c, seq, vocab]``, or ``[c, 1, vocab]`` at ``position``."""
+    def _track(self, k: Hashable, first: int, logits: torch.Tensor, positions: torch.Tensor | None = None) -> None:
+        """Self-check trackers; ``logits`` is ``[c, seq, vocab]``, or ``[c, len(positions), vocab]`` at
+        ``positions``."""
         if self.non_finite is None:
             bad = ~torch.isfinite(logits)
             if bad.any():
                 seq, pos = (int(x) for x in bad.nonzero()[0][:2])
-                self.non_finite = (k, first + seq, pos if position is None else position)
+                self.non_finite = (k, first + seq, pos if positions is None else int(positions[pos]))
         if isinstance(k, tuple) and k[0] == "input":
             held = sum(len(h) for h in self.heads[k[1]])
             if held < self.window:
                 self.heads[k[1]].append(logits[: self.window - held])
         if k in self.against_clean:
-            self._against_clean(k, first, logits, position)
+            self._against_clean(k, first, logits, positions)
         if k in self.constant:
             if k not in self._first_row:
                 self._first_row[k] = logits[0].clone()
-            row = self._first_row[k] if position is None else self._first_row[k][position : position + 1]
+            row = self._first_row[k] if positions is None else self._first_row[k][positions]
             self.constant[k] = max(self.constant[k], float((logits - row).abs().max()))
 
-    def _against_clean(self, k: Hashable, first: int, logits: torch.Tensor, position: int | None) -> None:
+    def _against_clean(self, k: Hashable, first: int, logits: torch.Tensor, positions: torch.Tensor | None) -> None:
         if self._clean_window is None:  # the clean run is over before any other run starts
             self._clean_window = torch.cat(self.heads[CLEAN])
         window = self._clean_window
@@ -229,8 +248,8 @@ class Readouts:
         if n == 0:
             return
         want = window[first : first + n]
-        if position is not None:
-            want = want[:, position : position + 1]
+        if positions is not None:
+            want = want[:, positions]
         self.against_clean[k] = max(self.against_clean[k], float((logits[:n] - want).abs().max()))
 
     def clean_logits(self) -> torch.Tensor | None:
@@ -240,8 +259,12 @@ class Readouts:
 class Collector:
     """A sink that keeps every run's full logits ``[n_seqs, seq, vocab]`` (tests and benchmarks)."""
 
-    def __init__(self, n_seqs: int, input_logits: Callable[[str], torch.Tensor]) -> None:
+    def __init__(
+        self, n_seqs: int, input_logits: Callable[[str], torch.Tensor], reads: torch.Tensor | None = None
+    ) -> None:
         self.base_from_cache = True
+        self.reads = reads
+        """``[seq]`` bool: the positions tests read (the others may keep the input's logits); None: every one."""
         self.n_seqs = n_seqs
         self.input_logits = input_logits
         self.outputs: dict[Hashable, torch.Tensor] = {}
@@ -254,8 +277,14 @@ class Collector:
     def position(self, k: Hashable, first: int, position: int, logits: torch.Tensor) -> None:
         self.outputs[k][first : first + len(logits), position] = logits
 
+    def positions(self, k: Hashable, first: int, positions: torch.Tensor, logits: torch.Tensor) -> None:
+        self.outputs[k][first : first + len(logits), positions] = logits
+
     def like_input(self, k: Hashable, name: str) -> None:
         self.outputs[k] = self.input_logits(name).clone()
+
+    def needed_positions(self, k: Hashable) -> torch.Tensor | None:
+        return self.reads
 
     def input_chunks(self, name: str) -> None:
         return None

@@ -37,6 +37,8 @@ class InputCache:
     """The logits of the pass that cached ``acts``, when the cache was made with them."""
     inside_checked: bool = False
     """Whether starting inside the last block has reproduced these logits (``check_inside_start``)."""
+    suffix_checked: bool = False
+    """Whether a suffix pass has reproduced these logits (``check_suffix``)."""
 
     def logits(self, model: Any) -> torch.Tensor:
         """The input's logits: those of the caching pass, or recomputed once from the cached final

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from circuitcheck.plan.interventions import CLEAN, Variant
+from circuitcheck.run.suffix import suffix_capable, variant_fits
 
 ATTENTION_SHARE_OF_BLOCK = 0.5
 """What a pass that starts inside the last block skips of it (the attention), as a share of one block.
@@ -68,6 +69,9 @@ class StartPoint:
     input: str = CLEAN
     """The input whose cached unedited run the pass resumes from, or whose logits it takes
     (``CLEAN`` for ``Start.TOKENS``, where each variant reads its own input's tokens)."""
+    first: int | None = None
+    """``Start.LAYER`` only: recompute positions ``first..`` only (:mod:`circuitcheck.run.suffix`); None:
+    every position."""
 
     @property
     def blocks_skipped(self) -> float:
@@ -77,11 +81,12 @@ class StartPoint:
         return float(self.layer) if self.kind is Start.LAYER else 0.0
 
     @property
-    def run_order(self) -> tuple[int, float, str]:
+    def run_order(self) -> tuple[int, float, str, int]:
         """Sort key of the engine's loop: cached logits first (no pass), then passes by how far into
         the model they start. Any fixed order gives the same logits; this one also fixes which
         self-check or error a run meets first."""
-        return (0 if self.kind is Start.CACHED else 1, self.blocks_skipped, self.input)
+        return (0 if self.kind is Start.CACHED else 1, self.blocks_skipped, self.input,
+                -1 if self.first is None else self.first)
 
 
 FROM_TOKENS = StartPoint(Start.TOKENS)
@@ -132,12 +137,15 @@ def _layer_of(model: Any, hook: str) -> tuple[int, bool]:
 
 
 def start_point(
-    model: Any, variant: Variant, cache: Mapping[str, Any], inside_ok: bool | None = None, base_from_cache: bool = True
+    model: Any, variant: Variant, cache: Mapping[str, Any], inside_ok: bool | None = None, base_from_cache: bool = True,
+    suffix_ok: bool = False,
 ) -> StartPoint:
     """The latest point a variant's pass can start from, given what the cache of the variant's
     input holds (or would hold) (``inside_ok``: ``starts_inside_blocks(model)``, when the caller has it).
     ``base_from_cache``: a pass inside the last block recomputes its input's unedited logits from the
-    cached final residual stream (False when a sink already holds what it reads of them)."""
+    cached final residual stream (False when a sink already holds what it reads of them). ``suffix_ok``:
+    the model runs suffix passes (:func:`circuitcheck.run.suffix.suffix_capable`): a variant they fit may start
+    at block 0 from the cached embeddings, since it then computes only some positions."""
     if not variant.edits:
         return FROM_TOKENS  # an un-edited variant runs in full: it is the stacking self-check
     hooks = [e.site.hook for e in variant.edits] + [e.reads for e in variant.edits if e.reads]
@@ -152,7 +160,8 @@ def start_point(
     if inside and inside_ok and inside_needs <= cache.keys():
         return StartPoint(Start.INSIDE_LAST_BLOCK, last, input=variant.input)
     layer = min(p[0] for p in places)
-    if layer == 0 or resume_hook(model, layer) not in cache:
+    from_embeddings = suffix_ok and variant_fits(variant)
+    if (layer == 0 and not from_embeddings) or resume_hook(model, layer) not in cache:
         return FROM_TOKENS
     return StartPoint(Start.LAYER, layer, input=variant.input)
 
@@ -191,13 +200,14 @@ def served_start(variant: Variant, point: StartPoint, cached: Collection[str]) -
     return point
 
 
-def forward_from(model: Any, layer: int, resid: torch.Tensor) -> torch.Tensor:
-    """The logits, running blocks ``layer..`` on a residual stream, then the final norm and unembedding."""
+def forward_from(model: Any, layer: int, resid: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """The logits, running blocks ``layer..`` on a residual stream, then the final norm and unembedding (at
+    positions ``keep`` only, when given: both act position by position)."""
     x = resid
     for block in list(model.blocks)[layer:]:
         out = block(x)
         x = out[0] if isinstance(out, tuple) else out
-    return model.unembed(model.ln_final(x))
+    return model.unembed(model.ln_final(x if keep is None else x[:, keep]))
 
 
 def forward_inside_last_block(model: Any, resid_pre: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -242,12 +252,14 @@ def edited_positions(variant: Variant, touched: dict[str, torch.Tensor]) -> torc
 def hooks_to_resume(model: Any, variants: list[Variant]) -> set[str]:
     """The cached activations the clean-input ``variants`` would start from, when a sink holds what passes
     read of the unedited logits (a subset of :func:`resume_hooks`: only the layers some variant resumes at)."""
-    inside_ok = starts_inside_blocks(model)
+    inside_ok, suffix_ok = starts_inside_blocks(model), suffix_capable(model)
     every = dict.fromkeys(resume_hooks(model))
     last = int(model.cfg.n_layers) - 1
     needed: set[str] = set()
     for variant in variants:
-        point = start_point(model, variant, every, inside_ok, base_from_cache=False)
+        point = start_point(model, variant, every, inside_ok, base_from_cache=False, suffix_ok=suffix_ok)
+        if point.kind is Start.LAYER and suffix_ok and variant_fits(variant):
+            needed |= {resume_hook(model, layer) for layer in range(point.layer, last + 1)}
         if point.kind is Start.LAYER:
             needed.add(resume_hook(model, point.layer))
         elif point.kind is Start.INSIDE_LAST_BLOCK:

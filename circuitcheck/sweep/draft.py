@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from circuitcheck.claims.activation_patching import ActivationPatchingClaim
+from circuitcheck.data.batch import TokenBatch
 from circuitcheck.errors import CircuitcheckError, PlanError
 from circuitcheck.plan.compile import FilePlan
 from circuitcheck.plan.context import CompileContext
@@ -86,6 +87,17 @@ def _free_name(taken: set[str], wanted: str) -> str:
     return name
 
 
+def mixed_roles(batch: TokenBatch, position: int) -> str:
+    """A note for a position that holds different roles in different sequences (a ``prompts`` dataset mixing slot
+    orders): a cell is one absolute position, so the draft must not read as if it were one role."""
+    codes = batch.roles[:, position].tolist()
+    counts = {batch.role_names[c]: codes.count(c) for c in dict.fromkeys(codes)}
+    if len(counts) < 2:
+        return ""
+    held = ", ".join(f"{role} in {n}" for role, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f" (not one role: on the sweep's data it holds {held} of {len(codes)} sequences)"
+
+
 def draft_text(
     plan: FilePlan, folder: Path, cells: list[DraftCell], corruption: dict[str, Any], positions: str, metric: str,
     k: int, command: str, confidence: float, model: str | None = None,
@@ -119,8 +131,9 @@ def draft_text(
             masks[at] = position_mask(n_seqs, seq, cell.position)
         claim = {
             "id": f"S{len(claims) + 1}-{cell.component.replace('.', '_')}-at-{cell.position}",
-            "statement": (f"Patching the clean output of {cell.component} at position {cell.position} into the "
-                          f"corrupted run recovers at least {threshold_for(cell.lo):g} of {metric} at {positions}."),
+            "statement": (f"Patching the clean output of {cell.component} at position {cell.position}"
+                          f"{mixed_roles(plan.batch, cell.position)} into the corrupted run recovers at least "
+                          f"{threshold_for(cell.lo):g} of {metric} at {positions}."),
             "kind": "activation_patching",
             "seed_figure": f"sweep on the discovery data: {cell.estimate:.4g} [{level} {cell.lo:.4g}, {cell.hi:.4g}]",
             "corruption": copy.deepcopy(corruption),  # one object per claim: no YAML anchors in the draft
