@@ -2,9 +2,10 @@
 
 Both run the same denoising sweeps on the same model, tokens and corruption: every head x position
 (``transformer_lens.patching.get_act_patch_attn_head_out_by_pos``) and every ``hook_resid_pre`` x position
-(``get_act_patch_resid_pre``); TL runs one full forward pass per cell, the engine stacks the cells and starts
-each pass at the patched layer (:mod:`circuitcheck.sweep.cells`). Both score the same number per cell: the mean
-log-probability of the clean next token at the scored position in the patched run (TL's ``patching_metric``,
+(``get_act_patch_resid_pre``); TL runs one full forward pass per cell, the engine stacks the cells, starts
+each pass at the patched layer, recomputes only the positions from the patched one on and unembeds only the scored
+position (:mod:`circuitcheck.sweep.cells`, :mod:`circuitcheck.run.suffix`). Both score the same number per cell: the
+mean log-probability of the clean next token at the scored position in the patched run (TL's ``patching_metric``,
 written here in plain torch), and must agree to ``AGREEMENT_ATOL``.
 
 Models: a GPT-2-small-shaped random model (``transformers.GPT2Config``, saved with ``save_pretrained`` and booted
