@@ -282,13 +282,33 @@ def _run_start_point(
         check_inside_start(model, repl.inputs[point.input], sink.input_head, point.input)
         sparse, members = _few_positions(variants, members, data.masks)
         _run_per_position(model, variants, sparse, data, repl, max_rows, point, sink)
-    for first in range(0, len(members), max_rows):  # more variants than rows: several passes
+    _run_in_passes(model, point, members, variants, data, repl, max_rows, sink)
+
+
+def _run_in_passes(
+    model: Any,
+    point: StartPoint,
+    members: list[int],
+    variants: list[Variant],
+    data: EngineInputs,
+    repl: Replacements,
+    max_rows: int,
+    sink: LogitSink,
+    keep: torch.Tensor | None = None,
+    computed: torch.Tensor | None = None,
+) -> None:
+    """``members`` in passes of at most ``max_rows`` variants (more variants than rows: several passes); each
+    pass's logits to ``sink``, whole or at positions ``keep`` (``computed``: the positions the pass computes)."""
+    for first in range(0, len(members), max_rows):
         part = members[first : first + max_rows]
 
-        def emit(block: int, seq: int, logits: torch.Tensor, part: list[int] = part) -> None:
-            sink.chunk(part[block], seq, logits)
+        def emit(block: int, seq_first: int, logits: torch.Tensor, part: list[int] = part) -> None:
+            if keep is None:
+                sink.chunk(part[block], seq_first, logits)
+            else:
+                sink.positions(part[block], seq_first, keep, logits)
 
-        _run_pass(model, [variants[k] for k in part], data, repl, max_rows, point, emit)
+        _run_pass(model, [variants[k] for k in part], data, repl, max_rows, point, emit, keep=computed)
 
 
 def _kept_positions(sink: LogitSink, members: list[int], seq: int, first: int) -> torch.Tensor | None:
@@ -324,16 +344,7 @@ def _run_layer(
         if not len(keep):
             return
     computed = torch.arange(seq) if keep is None and point.first is not None else keep
-    for first in range(0, len(members), max_rows):
-        part = members[first : first + max_rows]
-
-        def emit(block: int, seq_first: int, logits: torch.Tensor, part: list[int] = part) -> None:
-            if keep is None:
-                sink.chunk(part[block], seq_first, logits)
-            else:
-                sink.positions(part[block], seq_first, keep, logits)
-
-        _run_pass(model, [variants[k] for k in part], data, repl, max_rows, point, emit, keep=computed)
+    _run_in_passes(model, point, members, variants, data, repl, max_rows, sink, keep, computed)
 
 
 def check_suffix(
