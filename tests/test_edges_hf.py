@@ -21,13 +21,13 @@ transformers = pytest.importorskip("transformers")
 ABLATIONS = ["zero", "mean", "resample", "corrupted"]
 
 
-def _hf_model(kind: str):
+def _hf_model(kind: str, n_layers: int = 2):
     torch.manual_seed(7)
     if kind == "gpt2":
-        cfg = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=40, n_positions=32)
+        cfg = transformers.GPT2Config(n_layer=n_layers, n_head=2, n_embd=32, vocab_size=40, n_positions=32)
         model = transformers.GPT2LMHeadModel(cfg)
     else:
-        cfg = transformers.GPTNeoXConfig(num_hidden_layers=2, num_attention_heads=2, hidden_size=32,
+        cfg = transformers.GPTNeoXConfig(num_hidden_layers=n_layers, num_attention_heads=2, hidden_size=32,
                                          intermediate_size=64, vocab_size=40, max_position_embeddings=32)
         model = transformers.GPTNeoXForCausalLM(cfg)
     with torch.no_grad():  # HF's 0.02 init leaves attention near uniform; larger weights make every edge matter

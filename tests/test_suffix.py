@@ -17,6 +17,7 @@ from circuitcheck.run.resume import Start, resume_hook, resume_hooks, starts_ins
 from circuitcheck.run.suffix import POINTS, forward_suffix, suffix_capable, variant_fits
 from circuitcheck.zoo.build import build_bridge, frozen
 from tests.conftest import TINY_CONFIG
+from tests.test_edges_hf import _hf_model
 
 transformers = pytest.importorskip("transformers")
 N_SEQS, SEQ = 5, 9
@@ -25,20 +26,8 @@ N_SEQS, SEQ = 5, 9
 def _hf(kind: str, tmp_path_factory) -> object:
     from transformer_lens.model_bridge import TransformerBridge
 
-    torch.manual_seed(7)
-    if kind == "gpt2":
-        cfg = transformers.GPT2Config(n_layer=3, n_head=2, n_embd=32, vocab_size=40, n_positions=32)
-        hf = transformers.GPT2LMHeadModel(cfg)
-    else:
-        cfg = transformers.GPTNeoXConfig(num_hidden_layers=2, num_attention_heads=2, hidden_size=32,
-                                         intermediate_size=64, vocab_size=40, max_position_embeddings=32)
-        hf = transformers.GPTNeoXForCausalLM(cfg)
-    with torch.no_grad():  # HF's 0.02 init leaves attention near uniform: larger weights make positions matter
-        for name, param in hf.named_parameters():
-            if param.dim() == 2 and not name.endswith("bias"):
-                param.normal_(0.0, 0.25)
     folder = tmp_path_factory.mktemp(kind)
-    hf.save_pretrained(folder)
+    _hf_model(kind, n_layers=3 if kind == "gpt2" else 2).save_pretrained(folder)
     return frozen(TransformerBridge.boot_transformers(str(folder), device="cpu"))
 
 
